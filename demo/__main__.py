@@ -1,0 +1,136 @@
+"""The demo: authorize an Infusionsoft ERP instance end to end on this machine.
+
+    python -m demo             # you open the consent link and answer in the Prefect UI
+    python -m demo --approve   # headless: approves over HTTP (CI, or to try it quickly)
+    python -m demo --deny      # headless: refuses, and the run fails with the refusal
+
+It starts a local Prefect server (SQLite, loopback) and the Open Connectors
+sandbox, saves the demo blocks, serves the deployment, starts a run, prints the
+consent link and the run's page, and reports the saved instance. Every process it
+started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.deployments import arun_deployment
+
+from blocks import ConnectorInstance
+from devstack.consent import decide
+from devstack.processes import StackError
+from devstack.runs import consent_link, resume_with_answer, wait_for_final, wait_for_form
+from devstack.stack import ENCRYPTED_KEY_BLOCK, FLOW_NAME, LocalStack, local_stack
+from flows.request import block_name_for
+
+DEPLOYMENT = f"{FLOW_NAME}/authenticate-infusionsoft-erp"
+
+
+def say(message: str = "") -> None:
+    """Print a line of the demo's story."""
+    print(message, flush=True)
+
+
+async def run_demo(
+    stack: LocalStack, *, decision: str | None, instance_name: str, wait: float
+) -> int:
+    """Start one authorization run and follow it to its end; return the exit code."""
+    await stack.save_sandbox_blocks()
+    say("Saved the blocks: open-connectors, infusionsoft-oauth-app, " + ENCRYPTED_KEY_BLOCK)
+    run = await arun_deployment(
+        DEPLOYMENT,
+        parameters={
+            "instance_name": instance_name,
+            "configuration": {"infusionsoft.server": "https://xx123.infusionsoft.com"},
+            "secret_configuration": {"infusionsoft.private.key": ENCRYPTED_KEY_BLOCK},
+            "tags": ["demo"],
+        },
+        timeout=0,
+        as_subflow=False,
+    )
+    page = stack.prefect.flow_run_url(run.id)
+    say(f"Started the run {run.name!r}: {page}")
+    async with get_client() as client:
+        started = time.monotonic()
+        _, description = await wait_for_form(client, run.id, timeout=120)
+        link = consent_link(description)
+        say(
+            f"The run waits for the authorization ({time.monotonic() - started:.1f} s after start)."
+        )
+        say()
+        say("Consent link (send it to the account owner):")
+        say(f"  {link}")
+        if decision is None:
+            say()
+            say("Open it, click Allow, then copy the address you land on into the run's")
+            say(f"Resume form: {page}")
+            say(f"Waiting up to {wait / 60:.0f} minutes (Ctrl+C to stop)...")
+        else:
+            redirect = await decide(link, decision)  # type: ignore[arg-type]
+            say()
+            say(f"Pressed {'Allow' if decision == 'approve' else 'Deny'} at the consent page;")
+            say("resuming the run with the redirect address, as pasted into the Resume form.")
+            await resume_with_answer(client, run.id, {"code": redirect})
+        final = await wait_for_final(client, run.id, timeout=wait)
+    state = final.state
+    assert state is not None
+    say()
+    if state.is_completed():
+        block_name = block_name_for(instance_name)
+        instance = await ConnectorInstance.aload(block_name)
+        async with instance.get_client() as client:
+            await client.ping(instance.hub)
+        say(f"Completed: instance {instance.instance_id} ({instance.instance_name!r}) is saved in")
+        say(f"the block {block_name!r} and answers its ping. Load it in any flow with")
+        say(f"  ConnectorInstance.load({block_name!r})")
+        return 0
+    say(f"The run ended {state.name}: {state.message}")
+    return 0 if decision == "deny" and state.is_failed() else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; the exit code is 0 when the run ended as asked."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--approve", action="store_true", help="approve over HTTP (headless)")
+    choice.add_argument("--deny", action="store_true", help="deny over HTTP (headless)")
+    parser.add_argument("--instance-name", default="Demo ERP", help="name of the new instance")
+    parser.add_argument(
+        "--home", type=Path, default=None, help="working directory (default: .demo/<timestamp>)"
+    )
+    parser.add_argument("--wait-minutes", type=float, default=30, help="how long to wait")
+    args = parser.parse_args(argv)
+    home = (args.home or Path(".demo") / time.strftime("%Y%m%d-%H%M%S")).resolve()
+    decision = "approve" if args.approve else "deny" if args.deny else None
+    say(f"Starting a local Prefect server (SQLite), the sandbox and the deployment in {home} ...")
+    try:
+        with local_stack(home, lifetime=args.wait_minutes * 60 + 600) as stack:
+            say(f"Prefect UI:  {stack.prefect.url}")
+            say(f"Sandbox:     {stack.sandbox.url}")
+            return asyncio.run(
+                run_demo(
+                    stack,
+                    decision=decision,
+                    instance_name=args.instance_name,
+                    wait=args.wait_minutes * 60,
+                )
+            )
+    except StackError as exc:
+        say(f"The demo could not finish: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("Stopped.")
+        return 130
+    finally:
+        say(f"Stopped every process the demo started. Logs: {home / 'logs'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Deployments of the project: `prefect.yaml` for work pools, `serve.py` for local serving."""

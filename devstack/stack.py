@@ -1,0 +1,105 @@
+"""The whole local stack: Prefect server, sandbox, served deployments, and the demo blocks."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect.blocks.system import Secret
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blocks import OAuthAppCredentials, OpenConnectorsCredentials
+from devstack.prefect_server import PrefectServer, prefect_environment, start_prefect_server
+from devstack.processes import ManagedProcess
+from devstack.sandbox_process import SandboxProcess, random_sandbox_config, start_sandbox
+from devstack.serving import start_serving
+from flows.request import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_OAUTH_APP_BLOCK
+from sandbox.config import SandboxConfig
+
+FLOW_NAME = "authenticate-connector-instance"
+SERVED_DEPLOYMENTS = [(FLOW_NAME, "authenticate-infusionsoft-erp")]
+ENCRYPTED_KEY_BLOCK = "infusionsoft-encrypted-key"
+
+
+@dataclass
+class LocalStack:
+    """The running stack.
+
+    Attributes:
+        home: The stack's directory (Prefect home, logs, sandbox configuration).
+        prefect: The Prefect server.
+        sandbox: The sandbox.
+        env: The environment for further processes that talk to this server.
+        serving: The serving processes started so far.
+    """
+
+    home: Path
+    prefect: PrefectServer
+    sandbox: SandboxProcess
+    env: dict[str, str]
+    serving: list[ManagedProcess] = field(default_factory=list)
+
+    def start_serving(self, name: str = "serve") -> ManagedProcess:
+        """Start (another) process serving the deployments."""
+        process = start_serving(
+            self.env, self.home, self.prefect.api_url, SERVED_DEPLOYMENTS, name=name
+        )
+        self.serving.append(process)
+        return process
+
+    async def save_sandbox_blocks(self, *, callback_url: str | None = None) -> None:
+        """Save the credentials, OAuth app and Secret blocks that point at the sandbox."""
+        config = self.sandbox.config
+        app = config.oauth_apps[0]
+        await OpenConnectorsCredentials(
+            base_url=self.sandbox.api_base_url,
+            user_secret=config.user_secret,
+            organization_secret=config.organization_secret,
+        ).asave(DEFAULT_CREDENTIALS_BLOCK, overwrite=True)
+        await OAuthAppCredentials(
+            api_key=app.client_id,
+            api_secret=app.client_secret,
+            callback_url=callback_url or self.sandbox.landing_url,
+        ).asave(DEFAULT_OAUTH_APP_BLOCK, overwrite=True)
+        await Secret(value=f"encrypted-key-{secrets.token_urlsafe(12)}").asave(
+            ENCRYPTED_KEY_BLOCK, overwrite=True
+        )
+
+    def stop(self) -> None:
+        """Stop every process of the stack, the last started first."""
+        for process in reversed(self.serving):
+            process.stop()
+        self.sandbox.stop()
+        self.prefect.stop()
+
+
+@contextlib.contextmanager
+def local_stack(
+    home: Path,
+    *,
+    serve: bool = True,
+    sandbox_config: SandboxConfig | None = None,
+    lifetime: float = 3600,
+) -> Iterator[LocalStack]:
+    """Start the stack, point this process's Prefect client at it, and stop it on exit."""
+    home.mkdir(parents=True, exist_ok=True)
+    prefect = start_prefect_server(home)
+    stack: LocalStack | None = None
+    try:
+        env = prefect_environment(home, prefect.api_url)
+        sandbox = start_sandbox(
+            sandbox_config or random_sandbox_config(), home, env=env, lifetime=lifetime
+        )
+        stack = LocalStack(home=home, prefect=prefect, sandbox=sandbox, env=env)
+        with temporary_settings(updates={PREFECT_API_URL: prefect.api_url}):
+            if serve:
+                stack.start_serving()
+            yield stack
+    finally:
+        if stack is not None:
+            stack.stop()
+        else:
+            prefect.stop()

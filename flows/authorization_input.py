@@ -1,0 +1,81 @@
+"""The run input a paused authorization waits for, and the words shown above its form."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect.input import RunInput
+from pydantic import BaseModel, Field
+
+
+class AuthorizationResponse(RunInput):
+    """The OAuth 2.0 redirect's parameters, as typed into the Prefect UI or sent by a callback.
+
+    Either `code` (with `state`) for an approval, or `error` (with
+    `error_description`) for a refusal (RFC 6749 §4.1.2). `code` also accepts the
+    whole redirect address, whose parameters then fill the other fields.
+    """
+
+    code: str | None = Field(
+        default=None,
+        title="Code",
+        description="The authorization code, or paste the whole address you were redirected to.",
+    )
+    state: str | None = Field(
+        default=None,
+        title="State",
+        description="The state from the redirect; optional when the code field has the address.",
+    )
+    error: str | None = Field(
+        default=None,
+        title="Error",
+        description="Only to refuse: an OAuth error such as access_denied.",
+    )
+    error_description: str | None = Field(
+        default=None, title="Error description", description="Optional words about the refusal."
+    )
+
+    def is_empty(self) -> bool:
+        """Whether nothing was answered (resumed without input, or already consumed)."""
+        return not any((self.code, self.state, self.error, self.error_description))
+
+
+class ConsentRequest(BaseModel):
+    """The consent link of one authorization and the state it carries (no secret inside).
+
+    Attributes:
+        url: The provider's consent URL.
+        state: The state sent in the URL, expected back in the answer.
+        instance_name: The instance the consent is for.
+        connector_name: A human name of the connector.
+    """
+
+    url: str
+    state: str
+    instance_name: str
+    connector_name: str
+
+
+def consent_description(
+    consent: ConsentRequest, *, expires_at: datetime, previous_problem: str | None = None
+) -> str:
+    """The Markdown shown above the resume form: the link and what to do with it."""
+    lines = [
+        f"### Authorize {consent.connector_name} for the instance “{consent.instance_name}”",
+        "",
+    ]
+    if previous_problem:
+        lines += [f"> **The previous answer could not be used:** {previous_problem}", ""]
+    lines += [
+        f"1. Open the consent link: **[Authorize {consent.connector_name}](<{consent.url}>)**, "
+        "sign in to the account and allow access.",
+        "2. The provider then sends you back to the callback page. If this run does not "
+        "continue by itself, copy the **whole address** of that page (or just its `code`) "
+        "into **Code** below and submit.",
+        "",
+        "To refuse, click *Deny* on the consent page (or type `access_denied` into **Error**).",
+        "",
+        f"This request expires at **{expires_at:%Y-%m-%d %H:%M} UTC**; after that, start a new "
+        "run.",
+    ]
+    return "\n".join(lines)
