@@ -16,7 +16,7 @@ from uuid import UUID
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.responses import SetStateStatus
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from devstack.processes import StackError
 
@@ -44,14 +44,23 @@ async def wait_for_form(
             raise StackError(f"The run ended {state.name} before waiting: {state.message}")
         keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
         if keyset:
-            try:
-                description = await client.read_flow_run_input(flow_run_id, keyset["description"])
-            except ObjectNotFound:
-                description = None
+            description = await read_run_input(client, flow_run_id, keyset["description"])
             if description:
                 return run, json.loads(description)
         await asyncio.sleep(0.2)
     raise StackError(f"The run {flow_run_id} did not wait for an answer within {timeout:.0f} s.")
+
+
+async def read_run_input(client: PrefectClient, flow_run_id: UUID, key: str) -> str | None:
+    """A run input's stored value, or None when there is none."""
+    try:
+        return await client.read_flow_run_input(flow_run_id, key)
+    except ObjectNotFound:
+        return None
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return None
+        raise
 
 
 def consent_link(description: str) -> str:

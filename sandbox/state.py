@@ -1,0 +1,44 @@
+"""The state of one sandbox app, shared by its routes and middleware."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+
+from sandbox.clock import Clock
+from sandbox.config import SandboxConfig
+from sandbox.faults import FaultInjector, NoFaults
+from sandbox.journal import RequestJournal
+from sandbox.oauth_server import OAuthServer
+from sandbox.store import InstanceStore
+
+
+@dataclass
+class SandboxState:
+    """Everything one sandbox holds in memory.
+
+    Attributes:
+        config: The configuration.
+        clock: The clock (injectable for tests).
+        oauth: The provider's codes and refresh tokens.
+        store: The platform's instances.
+        journal: The request journal of the admin API.
+        faults: The fault-injection hook (no faults for now).
+        lock: Serializes changes to instances and grants.
+    """
+
+    config: SandboxConfig
+    clock: Clock
+    oauth: OAuthServer
+    store: InstanceStore = field(default_factory=InstanceStore)
+    journal: RequestJournal = field(default_factory=RequestJournal)
+    faults: FaultInjector = field(default_factory=NoFaults)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def get_state(request: Request) -> SandboxState:
+    """Return the sandbox state of the app serving `request`."""
+    state: SandboxState = request.app.state.sandbox
+    return state

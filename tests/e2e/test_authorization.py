@@ -1,0 +1,264 @@
+"""Authorizations through the served deployment, answered the way people answer them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from prefect.client.orchestration import PrefectClient
+
+from blocks import ConnectorInstance
+from devstack.runs import (
+    ResumeRefused,
+    read_run_input,
+    resume_with_answer,
+    wait_for_final,
+    wait_for_form,
+)
+from devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack
+from flows.events import INSTANCE_CREATED, INSTANCE_FAILED
+from open_connectors import derive_state
+from tests.e2e.conftest import (
+    SandboxAdmin,
+    consent_redirect,
+    database_rows_containing,
+    run_tag,
+    start_authorization,
+    wait_for_events,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def query(url: str) -> dict[str, str]:
+    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
+async def test_approval_pasted_as_the_redirect_address_creates_one_saved_instance(
+    prefect: PrefectClient, sandbox: SandboxAdmin, sandbox_blocks: LocalStack
+) -> None:
+    run = await start_authorization("Acme ERP", tags=["team-a"])
+    form_run, description = await wait_for_form(prefect, run.id)
+    assert form_run.state is not None and form_run.state.name == "Suspended"
+    assert (
+        "Authorize Infusionsoft ERP" in description
+        and "/provider/app/oauth/authorize" in description
+    )
+
+    redirect = await consent_redirect(prefect, run)
+    code = query(redirect)["code"]
+    await resume_with_answer(prefect, run.id, {"code": redirect})
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+
+    # Exactly one instance, tagged with the run, its token saved in the block.
+    instances = await sandbox.instances(run_tag(run.id))
+    assert len(instances) == 1
+    instance = instances[0]
+    assert "team-a" in instance["tags"]
+    block = await ConnectorInstance.aload("acme-erp")
+    assert block.instance_id == instance["id"]
+    assert block.token.get_secret_value() == instance["token"]
+    assert block.authorized_by_flow_run == str(run.id)
+    async with block.get_client() as client:
+        assert (await client.ping(block.hub))["endpoint"] == "infusionsofterp"
+
+    # The summary is the run's result; the answer was deleted from the run's input.
+    summary = await final.state.result()
+    assert summary.instance_id == instance["id"] and summary.block_name == "acme-erp"
+    assert await read_run_input(prefect, run.id, "suspended-authorization-1-response") is None
+
+    # Downstream flows can follow: the event names the instance and the block.
+    events = await wait_for_events(
+        prefect, INSTANCE_CREATED, resource_prefix=f"open-connectors.instance.{instance['id']}"
+    )
+    assert events and events[0].payload["block_name"] == "acme-erp"
+
+    # No secret anywhere the run left things behind.
+    config = sandbox_blocks.sandbox.config
+    secrets = [
+        config.user_secret,
+        config.organization_secret,
+        config.oauth_apps[0].client_secret,
+        instance["token"],
+        code,
+    ]
+    secret_block = await _secret_value(ENCRYPTED_KEY_BLOCK)
+    secrets.append(secret_block)
+    await asyncio.sleep(2)  # let the server write the last logs and events
+    assert database_rows_containing(sandbox_blocks.home, secrets) == []
+    assert files_containing(sandbox_blocks.home / "storage", secrets) == []
+    # The scans do find what is there: the run's state is in its form and its cached link.
+    state = query(redirect)["state"]
+    assert database_rows_containing(sandbox_blocks.home, [state])
+    assert files_containing(sandbox_blocks.home / "storage", [state])
+    assert files_containing(sandbox_blocks.home / "logs", secrets) == []
+
+
+async def test_code_and_state_typed_into_their_own_fields(
+    prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    run = await start_authorization("Typed fields")
+    answer = query(await consent_redirect(prefect, run))
+    await resume_with_answer(prefect, run.id, {"code": answer["code"], "state": answer["state"]})
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+    assert len(await sandbox.instances(run_tag(run.id))) == 1
+
+
+async def test_refusal_fails_the_run_with_the_provider_words_and_no_instance(
+    prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    run = await start_authorization("Refused ERP")
+    redirect = await consent_redirect(prefect, run, "deny")
+    assert query(redirect)["error"] == "access_denied"
+    await resume_with_answer(prefect, run.id, {"code": redirect})
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_failed()
+    assert "access_denied" in (final.state.message or "")
+    assert "The user denied access." in (final.state.message or "")
+    assert await sandbox.instances(run_tag(run.id)) == []
+    events = await wait_for_events(
+        prefect, INSTANCE_FAILED, resource_prefix=f"open-connectors.authorization.{run.id}"
+    )
+    assert events and "access_denied" in events[0].payload["reason"]
+
+
+async def test_a_foreign_state_is_refused_and_creates_nothing(
+    prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    run = await start_authorization("Forged ERP")
+    answer = query(await consent_redirect(prefect, run))
+    other_run = await start_authorization("Other ERP")
+    await wait_for_form(prefect, other_run.id)
+    # The code of this run with the state of another (as a forged or mixed-up answer).
+    app = (await sandbox.http.get("/_sandbox/requests")).status_code  # sandbox reachable
+    assert app == 200
+    forged_state = derive_state(other_run.id, "not-the-app-secret")
+    await resume_with_answer(prefect, run.id, {"code": answer["code"], "state": forged_state})
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_failed()
+    assert "state does not match" in (final.state.message or "")
+    assert await sandbox.instances(run_tag(run.id)) == []
+    await prefect.set_flow_run_state(other_run.id, _cancelled(), force=True)
+
+
+async def test_a_reused_code_fails_with_a_message_to_start_again(
+    prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    first = await start_authorization("First ERP")
+    answer = query(await consent_redirect(prefect, first))
+    await resume_with_answer(prefect, first.id, {"code": answer["code"], "state": answer["state"]})
+    assert (await wait_for_final(prefect, first.id)).state.is_completed()  # type: ignore[union-attr]
+
+    second = await start_authorization("Second ERP")
+    await wait_for_form(prefect, second.id)
+    await resume_with_answer(prefect, second.id, {"code": answer["code"]})  # a bare code
+    final = await wait_for_final(prefect, second.id)
+    assert final.state is not None and final.state.is_failed()
+    message = final.state.message or ""
+    assert (
+        "Authorization code already used." in message and "start a new authorization run" in message
+    )
+    assert await sandbox.instances(run_tag(second.id)) == []
+
+
+async def test_an_unanswered_request_expires_with_a_clear_failure(prefect: PrefectClient) -> None:
+    run = await start_authorization("Slow ERP", authorization_timeout_minutes=0.05)
+    await wait_for_form(prefect, run.id)
+    final = await wait_for_final(prefect, run.id, timeout=60)
+    assert final.state is not None and final.state.is_failed()
+    assert "never resumed" in (final.state.message or "")
+    with pytest.raises(ResumeRefused):
+        await resume_with_answer(prefect, run.id, {"code": "late"})
+
+
+async def test_a_second_answer_is_refused_and_changes_nothing(
+    prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    run = await start_authorization("Twice ERP")
+    redirect = await consent_redirect(prefect, run)
+    await resume_with_answer(prefect, run.id, {"code": redirect})
+    with pytest.raises(ResumeRefused, match="not paused"):
+        await resume_with_answer(prefect, run.id, {"code": redirect})
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_completed()
+    assert len(await sandbox.instances(run_tag(run.id))) == 1
+    with pytest.raises(ResumeRefused, match="not paused"):
+        await resume_with_answer(prefect, run.id, {"code": redirect})
+
+
+async def test_an_empty_answer_shows_the_form_again(
+    prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    run = await start_authorization("Empty answer ERP")
+    redirect = await consent_redirect(prefect, run)
+    await resume_with_answer(prefect, run.id, {})
+    await asyncio.sleep(1)
+    waiting, description = await wait_for_form(prefect, run.id)
+    assert waiting.state is not None
+    assert waiting.state.state_details.pause_key == "authorization-2"
+    assert "previous answer could not be used" in description
+    await resume_with_answer(prefect, run.id, {"code": redirect})
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+    assert len(await sandbox.instances(run_tag(run.id))) == 1
+
+
+@pytest.mark.parametrize(
+    ("parameters", "words"),
+    [
+        ({"configuration": {"infusionsoft.server": "dt123.example.com"}}, "infusionsoft.server"),
+        ({"credentials_block": "missing-block"}, "No Open Connectors Credentials block named"),
+        ({"element_key": "Infusion Soft"}, "element_key"),
+        (
+            {"configuration": {"infusionsoft.server": SERVER_OK, "infusionsoft.private.key": "x"}}
+            if (SERVER_OK := "dt1.infusionsoft.com")
+            else {},
+            "Secret block",
+        ),
+    ],
+)
+async def test_bad_parameters_fail_before_any_platform_call(
+    prefect: PrefectClient, sandbox: SandboxAdmin, parameters: dict[str, object], words: str
+) -> None:
+    before = len(await sandbox.requests())
+    run = await start_authorization("Bad input ERP", **parameters)
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_failed()
+    assert words in (final.state.message or "")
+    assert len(await sandbox.requests()) == before
+
+
+def files_containing(root: Path, needles: list[str]) -> list[str]:
+    """Files under `root` holding a needle, in clear or inside a base64 blob (pickled results)."""
+    found: list[str] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []:
+        data = path.read_bytes()
+        texts = [data]
+        for blob in re.findall(rb"[A-Za-z0-9+/=]{24,}", data):
+            try:
+                texts.append(base64.b64decode(blob, validate=False))
+            except (binascii.Error, ValueError):
+                continue
+        for needle in needles:
+            if any(needle.encode() in text for text in texts):
+                found.append(f"{path} holds {needle[:6]}…")
+    return found
+
+
+async def _secret_value(name: str) -> str:
+    from prefect.blocks.system import Secret
+
+    return str((await Secret.aload(name)).get())
+
+
+def _cancelled():  # type: ignore[no-untyped-def]
+    from prefect.states import Cancelled
+
+    return Cancelled()
