@@ -4,27 +4,32 @@
     python -m demo --approve   # headless: approves over HTTP (CI, or to try it quickly)
     python -m demo --deny      # headless: refuses, and the run fails with the refusal
 
-It starts a local Prefect server (SQLite, loopback) and the Open Connectors
-sandbox, saves the demo blocks, serves the deployment, starts a run, prints the
-consent link and the run's page, and reports the saved instance. Every process it
-started is stopped at the end.
+It starts a local Prefect server (SQLite, loopback), the Open Connectors sandbox
+and the callback receiver, saves the demo blocks (the OAuth app's callback URL is
+the receiver), serves the deployment, starts a run, prints the consent link and
+the run's page, and reports the saved instance. Clicking Allow on the consent page
+is all a person does: the redirect reaches the receiver, which resumes the run.
+Every process the demo started is stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import html
+import re
 import sys
 import time
 from pathlib import Path
 
+import httpx
 from prefect.client.orchestration import get_client
 from prefect.deployments import arun_deployment
 
 from blocks import ConnectorInstance
 from devstack.consent import decide
 from devstack.processes import StackError
-from devstack.runs import consent_link, resume_with_answer, wait_for_final, wait_for_form
+from devstack.runs import consent_link, wait_for_final, wait_for_form
 from devstack.stack import ENCRYPTED_KEY_BLOCK, FLOW_NAME, LocalStack, local_stack
 from flows.request import block_name_for
 
@@ -67,15 +72,16 @@ async def run_demo(
         say(f"  {link}")
         if decision is None:
             say()
-            say("Open it, click Allow, then copy the address you land on into the run's")
-            say(f"Resume form: {page}")
+            say("Open it in a browser and click Allow (or Deny): the run continues by itself.")
+            say(f"Watch it at {page}")
             say(f"Waiting up to {wait / 60:.0f} minutes (Ctrl+C to stop)...")
         else:
-            redirect = await decide(link, decision)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(timeout=60) as browser:
+                redirect = await decide(link, decision, client=browser)  # type: ignore[arg-type]
+                landing = await browser.get(redirect)
             say()
-            say(f"Pressed {'Allow' if decision == 'approve' else 'Deny'} at the consent page;")
-            say("resuming the run with the redirect address, as pasted into the Resume form.")
-            await resume_with_answer(client, run.id, {"code": redirect})
+            say(f"Pressed {'Allow' if decision == 'approve' else 'Deny'} at the consent page; the")
+            say(f"provider redirected to the callback receiver, which answered: {_title(landing)}")
         final = await wait_for_final(client, run.id, timeout=wait)
     state = final.state
     assert state is not None
@@ -91,6 +97,11 @@ async def run_demo(
         return 0
     say(f"The run ended {state.name}: {state.message}")
     return 0 if decision == "deny" and state.is_failed() else 1
+
+
+def _title(page: httpx.Response) -> str:
+    match = re.search(r"<h1[^>]*>(.*?)</h1>", page.text, re.S)
+    return f"{page.status_code} {html.unescape(match.group(1)) if match else ''}".strip()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         with local_stack(home, lifetime=args.wait_minutes * 60 + 600) as stack:
             say(f"Prefect UI:  {stack.prefect.url}")
             say(f"Sandbox:     {stack.sandbox.url}")
+            say(f"Callback:    {stack.callback_url}")
             return asyncio.run(
                 run_demo(
                     stack,

@@ -8,7 +8,9 @@ only processes this module started are ever signalled, by their process id.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -132,3 +134,32 @@ def wait_until(
         time.sleep(interval)
     tail = f" Log of {process.name}:\n{process.log_tail()}" if process else ""
     raise StackError(f"Timed out after {timeout:.0f} s waiting for {what}.{tail}")
+
+
+def read_ready_line(process: ManagedProcess, *, timeout: float) -> dict[str, str]:
+    """Read the `{"event": "ready", ...}` JSON line a service prints on stdout when it listens.
+
+    Raises:
+        StackError: No ready line within `timeout`, or the process exited.
+    """
+    stdout = process.popen.stdout
+    assert stdout is not None, "start the process with pipe_stdout=True"
+    deadline = time.monotonic() + timeout
+    buffer = b""
+    while time.monotonic() < deadline:
+        readable, _, _ = select.select([stdout], [], [], 0.2)
+        if readable:
+            chunk = os.read(stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buffer += chunk
+            for line in buffer.splitlines():
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and message.get("event") == "ready":
+                    return message
+        elif not process.is_running():
+            break
+    raise StackError(f"{process.name} did not report ready. Its log:\n{process.log_tail()}")

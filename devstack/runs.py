@@ -92,7 +92,7 @@ async def resume_with_answer(
         result = await client.resume_flow_run(flow_run_id, run_input=run_input)
         if result.status == SetStateStatus.ACCEPT:
             return
-        reason = result.details.reason if result.details else str(result.status)
+        reason = getattr(result.details, "reason", None) or str(result.status)
         if result.status == SetStateStatus.REJECT and "schema not found" in (reason or ""):
             await asyncio.sleep(delay)
             continue

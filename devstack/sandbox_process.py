@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import select
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.processes import ManagedProcess, StackError, start_process
+from devstack.processes import ManagedProcess, read_ready_line, start_process
 from sandbox.config import OAuthApp, SandboxConfig
 
 SANDBOX_START_TIMEOUT = 30.0
@@ -98,34 +95,10 @@ def start_sandbox(
         pipe_stdout=True,
     )
     try:
-        ready = _read_ready_line(process)
+        ready = read_ready_line(process, timeout=SANDBOX_START_TIMEOUT)
     except BaseException:
         process.stop()
         raise
     return SandboxProcess(
         url=ready["url"], api_base_url=ready["api_base_url"], config=config, process=process
     )
-
-
-def _read_ready_line(process: ManagedProcess) -> dict[str, str]:
-    stdout = process.popen.stdout
-    assert stdout is not None
-    deadline = time.monotonic() + SANDBOX_START_TIMEOUT
-    buffer = b""
-    while time.monotonic() < deadline:
-        readable, _, _ = select.select([stdout], [], [], 0.2)
-        if readable:
-            chunk = os.read(stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buffer += chunk
-            for line in buffer.splitlines():
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(message, dict) and message.get("event") == "ready":
-                    return message
-        elif not process.is_running():
-            break
-    raise StackError(f"The sandbox did not report ready. Its log:\n{process.log_tail()}")

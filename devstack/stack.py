@@ -1,4 +1,4 @@
-"""The whole local stack: Prefect server, sandbox, served deployments, and the demo blocks."""
+"""The whole local stack: Prefect server, sandbox, callback receiver, served deployments, blocks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from blocks import OAuthAppCredentials, OpenConnectorsCredentials
 from devstack.prefect_server import PrefectServer, prefect_environment, start_prefect_server
 from devstack.processes import ManagedProcess
+from devstack.receiver_process import ReceiverProcess, start_receiver
 from devstack.sandbox_process import SandboxProcess, random_sandbox_config, start_sandbox
 from devstack.serving import start_serving
 from flows.request import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_OAUTH_APP_BLOCK
@@ -33,6 +34,7 @@ class LocalStack:
         prefect: The Prefect server.
         sandbox: The sandbox.
         env: The environment for further processes that talk to this server.
+        receiver: The callback receiver, when started.
         serving: The serving processes started so far.
     """
 
@@ -40,7 +42,13 @@ class LocalStack:
     prefect: PrefectServer
     sandbox: SandboxProcess
     env: dict[str, str]
+    receiver: ReceiverProcess | None = None
     serving: list[ManagedProcess] = field(default_factory=list)
+
+    @property
+    def callback_url(self) -> str:
+        """Where the provider redirects: the receiver, or the sandbox's copy-this-address page."""
+        return self.receiver.callback_url if self.receiver else self.sandbox.landing_url
 
     def start_serving(self, name: str = "serve") -> ManagedProcess:
         """Start (another) process serving the deployments."""
@@ -51,7 +59,11 @@ class LocalStack:
         return process
 
     async def save_sandbox_blocks(self, *, callback_url: str | None = None) -> None:
-        """Save the credentials, OAuth app and Secret blocks that point at the sandbox."""
+        """Save the credentials, OAuth app and Secret blocks that point at the sandbox.
+
+        Args:
+            callback_url: The OAuth app's callback URL; default `callback_url`.
+        """
         config = self.sandbox.config
         app = config.oauth_apps[0]
         await OpenConnectorsCredentials(
@@ -62,7 +74,7 @@ class LocalStack:
         await OAuthAppCredentials(
             api_key=app.client_id,
             api_secret=app.client_secret,
-            callback_url=callback_url or self.sandbox.landing_url,
+            callback_url=callback_url or self.callback_url,
         ).asave(DEFAULT_OAUTH_APP_BLOCK, overwrite=True)
         await Secret(value=f"encrypted-key-{secrets.token_urlsafe(12)}").asave(
             ENCRYPTED_KEY_BLOCK, overwrite=True
@@ -72,6 +84,8 @@ class LocalStack:
         """Stop every process of the stack, the last started first."""
         for process in reversed(self.serving):
             process.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
         self.sandbox.stop()
         self.prefect.stop()
 
@@ -81,10 +95,19 @@ def local_stack(
     home: Path,
     *,
     serve: bool = True,
+    receiver: bool = True,
     sandbox_config: SandboxConfig | None = None,
     lifetime: float = 3600,
 ) -> Iterator[LocalStack]:
-    """Start the stack, point this process's Prefect client at it, and stop it on exit."""
+    """Start the stack, point this process's Prefect client at it, and stop it on exit.
+
+    Args:
+        home: The stack's directory.
+        serve: Whether to start a process serving the deployments.
+        receiver: Whether to start the callback receiver (the OAuth app's callback URL).
+        sandbox_config: The sandbox's secrets and settings; random secrets by default.
+        lifetime: Seconds after which the sandbox and receiver stop by themselves.
+    """
     home.mkdir(parents=True, exist_ok=True)
     prefect = start_prefect_server(home)
     stack: LocalStack | None = None
@@ -94,6 +117,14 @@ def local_stack(
             sandbox_config or random_sandbox_config(), home, env=env, lifetime=lifetime
         )
         stack = LocalStack(home=home, prefect=prefect, sandbox=sandbox, env=env)
+        if receiver:
+            stack.receiver = start_receiver(
+                env,
+                home,
+                prefect_api_url=prefect.api_url,
+                prefect_ui_url=prefect.url,
+                lifetime=lifetime,
+            )
         with temporary_settings(updates={PREFECT_API_URL: prefect.api_url}):
             if serve:
                 stack.start_serving()

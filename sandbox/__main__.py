@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig
-from sandbox.runner import is_loopback, run
+from service_process import is_loopback, run
 
 
 def load_config(parser: argparse.ArgumentParser, path: str | None) -> SandboxConfig:
@@ -77,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         max_lifetime=args.max_lifetime if args.max_lifetime > 0 else None,
         parent_pid=args.parent_pid,
+        ready_extra={"api_base_url": "/elements/api-v2"},
     )
 
 

@@ -94,7 +94,7 @@ def test_process_refuses_remote_host() -> None:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
 def test_loopback_hosts(host: str) -> None:
-    from sandbox.runner import is_loopback
+    from service_process import is_loopback
 
     assert is_loopback(host)
     assert not is_loopback("192.168.1.10")

@@ -1,4 +1,4 @@
-"""Run the sandbox as a process: bind, serve with uvicorn, announce readiness, stop on cue."""
+"""Serve an ASGI app in this process: bind, serve with uvicorn, announce readiness, stop on cue."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from types import FrameType
+from typing import Any, Literal
 
 import uvicorn
-from fastapi import FastAPI
 
-logger = logging.getLogger("sandbox")
+logger = logging.getLogger("service_process")
 
 _PARENT_CHECK_SECONDS = 1.0
 
@@ -84,9 +85,14 @@ def parent_alive(parent_pid: int, original_ppid: int) -> bool:
     return True
 
 
-def announce_ready(url: str) -> None:
-    """Print the one JSON line that tells the parent where the sandbox listens."""
-    ready = {"event": "ready", "url": url, "api_base_url": f"{url}/elements/api-v2"}
+def announce_ready(url: str, extra: Mapping[str, str] | None = None) -> None:
+    """Print the one JSON line that tells the parent where the service listens.
+
+    `{"event": "ready", "url": "http://127.0.0.1:<port>", ...}`: `extra` adds paths
+    relative to the URL, e.g. `{"api_base_url": "/elements/api-v2"}`.
+    """
+    ready = {"event": "ready", "url": url}
+    ready.update({key: f"{url}{path}" for key, path in (extra or {}).items()})
     try:
         sys.stdout.write(json.dumps(ready) + "\n")
         sys.stdout.flush()
@@ -100,6 +106,7 @@ async def _watch(
     stop: StopRequest,
     max_lifetime: float | None,
     parent_pid: int | None,
+    ready_extra: Mapping[str, str] | None,
 ) -> None:
     started = time.monotonic()
     original_ppid = os.getppid()
@@ -110,7 +117,7 @@ async def _watch(
             server.should_exit = True
             return
         await asyncio.sleep(0.02)
-    announce_ready(url)
+    announce_ready(url, ready_extra)
     while not server.should_exit:
         if stop.requested:
             server.should_exit = True
@@ -133,42 +140,52 @@ async def _guarded_watch(
     stop: StopRequest,
     max_lifetime: float | None,
     parent_pid: int | None,
+    ready_extra: Mapping[str, str] | None,
 ) -> None:
     try:
-        await _watch(server, url, stop, max_lifetime, parent_pid)
+        await _watch(server, url, stop, max_lifetime, parent_pid, ready_extra)
     except Exception:
-        # Without its watcher the sandbox could outlive its parent: stop instead.
-        logger.exception("the sandbox watcher failed, stopping")
+        # Without its watcher the service could outlive its parent: stop instead.
+        logger.exception("the service watcher failed, stopping")
         server.should_exit = True
 
 
 async def serve(
-    app: FastAPI,
+    app: Any,
     sock: socket.socket,
     *,
     max_lifetime: float | None,
     parent_pid: int | None,
     stop: StopRequest | None = None,
+    ready_extra: Mapping[str, str] | None = None,
+    lifespan: Literal["auto", "on", "off"] = "off",
+    uvicorn_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Serve `app` on `sock` until the lifetime ends, the parent dies, or a signal arrives.
 
     Args:
-        app: The sandbox app.
+        app: The ASGI app.
         sock: A bound, listening socket.
         max_lifetime: Seconds before stopping by itself; None for no limit.
         parent_pid: A process to outlive by at most a second; None to watch nothing.
         stop: Set by signal handlers installed before uvicorn's; None for none.
+        ready_extra: Further URLs for the ready line, as paths relative to the root.
+        lifespan: Whether to run the app's lifespan (startup and shutdown) events.
+        uvicorn_options: Further `uvicorn.Config` options (e.g. proxy headers).
     """
     config = uvicorn.Config(
         app,
-        access_log=False,  # it prints query strings; the app logs paths only
+        access_log=False,  # it prints query strings (secrets, codes); apps log paths only
         log_config=None,
-        lifespan="off",
+        lifespan=lifespan,
         timeout_graceful_shutdown=5,
+        **dict(uvicorn_options or {}),
     )
     server = uvicorn.Server(config)
     watcher = asyncio.create_task(
-        _guarded_watch(server, socket_url(sock), stop or StopRequest(), max_lifetime, parent_pid)
+        _guarded_watch(
+            server, socket_url(sock), stop or StopRequest(), max_lifetime, parent_pid, ready_extra
+        )
     )
     try:
         await server.serve(sockets=[sock])
@@ -177,12 +194,15 @@ async def serve(
 
 
 def run(
-    app: FastAPI,
+    app: Any,
     *,
     host: str,
     port: int,
     max_lifetime: float | None,
     parent_pid: int | None,
+    ready_extra: Mapping[str, str] | None = None,
+    lifespan: Literal["auto", "on", "off"] = "off",
+    uvicorn_options: Mapping[str, Any] | None = None,
 ) -> None:
     """Bind and serve in the current process; return after a clean shutdown."""
     sock = bind_socket(host, port)
@@ -191,6 +211,17 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stop)
     try:
-        asyncio.run(serve(app, sock, max_lifetime=max_lifetime, parent_pid=parent_pid, stop=stop))
+        asyncio.run(
+            serve(
+                app,
+                sock,
+                max_lifetime=max_lifetime,
+                parent_pid=parent_pid,
+                stop=stop,
+                ready_extra=ready_extra,
+                lifespan=lifespan,
+                uvicorn_options=uvicorn_options,
+            )
+        )
     finally:
         sock.close()

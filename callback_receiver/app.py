@@ -1,0 +1,110 @@
+"""The receiver's HTTP app: `GET /oauth/callback` and `GET /health`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from callback_receiver.outcomes import CallbackResult, Outcome
+from callback_receiver.pages import render
+from callback_receiver.query import MalformedCallback, read_callback
+from callback_receiver.resumer import Resumer
+from callback_receiver.settings import ReceiverSettings
+
+logger = logging.getLogger("callback_receiver")
+CALLBACK_PATH = "/oauth/callback"
+_SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+}
+
+
+def create_app(
+    settings: ReceiverSettings | None = None, *, resumer: Resumer | None = None
+) -> FastAPI:
+    """The receiver app; its Prefect client lives as long as the app.
+
+    Args:
+        settings: The receiver's settings; from `OC_CALLBACK_*` variables by default.
+        resumer: A ready resumer (tests); by default one with a client of the Prefect API.
+    """
+    settings = settings or ReceiverSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if resumer is not None:
+            yield
+            return
+        async with _prefect_client(settings) as client:
+            app.state.resumer = Resumer(client, wait_seconds=settings.wait_seconds)
+            yield
+
+    app = FastAPI(
+        title="Open Connectors OAuth callback receiver",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        root_path=settings.root_path,
+    )
+    if resumer is not None:
+        app.state.resumer = resumer
+
+    @app.get(CALLBACK_PATH, response_class=HTMLResponse)
+    async def oauth_callback(request: Request) -> HTMLResponse:
+        """The provider's redirect after the person's decision."""
+        try:
+            callback = read_callback(request.query_params)
+        except MalformedCallback as exc:
+            logger.info("Refused a malformed callback: %s.", exc)
+            return _page(CallbackResult(Outcome.INVALID, detail=str(exc)), settings)
+        resumer: Resumer = request.app.state.resumer
+        try:
+            result = await resumer.handle(callback)
+        except (httpx.HTTPError, OSError) as exc:
+            # Prefect unreachable or overloaded: the code is still unused, a reload retries.
+            logger.warning("Could not reach Prefect for a callback: %s.", type(exc).__name__)
+            result = CallbackResult(Outcome.NOT_READY)
+        return _page(result, settings)
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        """Liveness, and whether the Prefect API answers."""
+        resumer: Resumer = request.app.state.resumer
+        try:
+            prefect_ok = await resumer.prefect_is_healthy()
+        except Exception:  # a health check reports, it does not fail
+            prefect_ok = False
+        return JSONResponse(
+            {"status": "ok", "prefect": "ok" if prefect_ok else "unreachable"},
+            status_code=200 if prefect_ok else 503,
+        )
+
+    return app
+
+
+def _page(result: CallbackResult, settings: ReceiverSettings) -> HTMLResponse:
+    return HTMLResponse(
+        render(result, prefect_ui_url=settings.prefect_ui_url),
+        status_code=result.outcome.status_code,
+        headers=_SECURITY_HEADERS,
+    )
+
+
+@asynccontextmanager
+async def _prefect_client(settings: ReceiverSettings) -> AsyncIterator[PrefectClient]:
+    """A Prefect client of the configured API (with Prefect's own auth settings)."""
+    updates = {PREFECT_API_URL: settings.prefect_api_url} if settings.prefect_api_url else {}
+    with temporary_settings(updates=updates):
+        async with get_client() as client:
+            yield client

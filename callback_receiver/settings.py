@@ -1,0 +1,42 @@
+"""Settings of the callback receiver, from the command line or `OC_CALLBACK_*` variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ReceiverSettings(BaseSettings):
+    """How the receiver listens and which Prefect server it resumes runs on.
+
+    Every field can be set from the environment, e.g. `OC_CALLBACK_PORT=8765`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OC_CALLBACK_", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8765, ge=0, le=65535, description="Port; 0 picks a free one.")
+    prefect_api_url: str | None = Field(
+        default=None,
+        description="The Prefect API, e.g. http://127.0.0.1:4200/api; default: Prefect's settings.",
+    )
+    prefect_ui_url: str | None = Field(
+        default=None, description="The Prefect UI, for a link to the run on the result page."
+    )
+    root_path: str = Field(
+        default="",
+        description="URL prefix when served behind a reverse proxy, e.g. /oauth-prefect.",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-* headers are trusted (uvicorn's setting).",
+    )
+    wait_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=120,
+        description="How long a callback may wait for its run to start waiting or to accept it.",
+    )
+    allow_remote: bool = Field(
+        default=False, description="Allow listening on a non-loopback interface."
+    )
