@@ -13,26 +13,29 @@ class AuthorizationResponse(RunInput):
 
     Either `code` (with `state`) for an approval, or `error` (with
     `error_description`) for a refusal (RFC 6749 §4.1.2). `code` also accepts the
-    whole redirect address, whose parameters then fill the other fields.
+    whole redirect address, whose parameters then fill the other fields. Every
+    field is optional; an empty string means "not given" (plain `str` fields render
+    as simple text boxes in the Prefect UI, where `str | None` would need a type
+    switch first).
     """
 
-    code: str | None = Field(
-        default=None,
+    code: str = Field(
+        default="",
         title="Code",
         description="The authorization code, or paste the whole address you were redirected to.",
     )
-    state: str | None = Field(
-        default=None,
+    state: str = Field(
+        default="",
         title="State",
         description="The state from the redirect; optional when the code field has the address.",
     )
-    error: str | None = Field(
-        default=None,
+    error: str = Field(
+        default="",
         title="Error",
         description="Only to refuse: an OAuth error such as access_denied.",
     )
-    error_description: str | None = Field(
-        default=None, title="Error description", description="Optional words about the refusal."
+    error_description: str = Field(
+        default="", title="Error description", description="Optional words about the refusal."
     )
 
     def is_empty(self) -> bool:

@@ -1,0 +1,131 @@
+"""A real browser (Debian's Chromium, driven by Playwright): Prefect UI, consent page, receiver.
+
+Screenshots are written to `$OC_SCREENSHOTS_DIR` when it is set (the README's pictures
+come from `OC_SCREENSHOTS_DIR=docs/images scripts/test tests/e2e/test_browser.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+from prefect.client.orchestration import PrefectClient
+
+from devstack.consent import decide
+from devstack.runs import consent_link, wait_for_final, wait_for_form
+from devstack.stack import LocalStack
+from tests.e2e.conftest import SandboxAdmin, run_tag, start_authorization
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("OC_CHROMIUM", "/usr/bin/chromium")
+# No background traffic: this machine's network is closed, and tests must not depend on it.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium from the system's package (never a downloaded build)."""
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: install Debian's 'chromium' package.")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(30_000)
+    tab = await context.new_page()
+    yield tab
+    await context.close()
+
+
+async def screenshot(page: Page, name: str) -> None:
+    """Keep a picture for the README when asked to."""
+    directory = os.environ.get("OC_SCREENSHOTS_DIR")
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(Path(directory) / f"{name}.png"))
+
+
+async def open_resume_dialog(page: Page, stack: LocalStack, flow_run_id: object) -> None:
+    await page.goto(stack.prefect.flow_run_url(flow_run_id))
+    await page.get_by_role("button", name="Resume").first.click()
+    await expect(page.get_by_role("dialog")).to_be_visible()
+
+
+async def test_one_click_from_the_resume_dialog_to_a_saved_instance(
+    page: Page, prefect: PrefectClient, sandbox: SandboxAdmin, sandbox_blocks: LocalStack
+) -> None:
+    run = await start_authorization("Browser ERP")
+    _, description = await wait_for_form(prefect, run.id)
+    link = consent_link(description)
+
+    await open_resume_dialog(page, sandbox_blocks, run.id)
+    dialog = page.get_by_role("dialog")
+    consent = dialog.get_by_role("link", name="Authorize Infusionsoft ERP")
+    await expect(consent).to_have_attribute("href", link)
+    await expect(dialog).to_contain_text("Browser ERP")
+    await screenshot(page, "resume-dialog")
+
+    await page.goto(await consent.get_attribute("href") or "")
+    await expect(page.locator("#approve")).to_be_visible()
+    await screenshot(page, "consent-page")
+    await page.locator("#approve").click()
+    await expect(page.locator("#title")).to_have_text("Authorization received")
+    await expect(page.locator("main")).to_contain_text("Browser ERP")
+    await screenshot(page, "authorized-page")
+
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+    assert len(await sandbox.instances(run_tag(run.id))) == 1
+
+
+async def test_deny_in_the_browser_fails_the_run_and_creates_nothing(
+    page: Page, prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    run = await start_authorization("Browser refused ERP")
+    _, description = await wait_for_form(prefect, run.id)
+    await page.goto(consent_link(description))
+    await page.locator("#deny").click()
+    await expect(page.locator("#title")).to_have_text("Access refused")
+    await screenshot(page, "refused-page")
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_failed()
+    assert "access_denied" in (final.state.message or "")
+    assert await sandbox.instances(run_tag(run.id)) == []
+
+
+async def test_pasting_the_redirect_address_into_the_resume_form(
+    page: Page, prefect: PrefectClient, sandbox: SandboxAdmin, sandbox_blocks: LocalStack
+) -> None:
+    """Without the receiver (a callback page that only shows the address), a person pastes it."""
+    run = await start_authorization("Browser paste ERP")
+    _, description = await wait_for_form(prefect, run.id)
+    redirect = await decide(consent_link(description))  # not followed: the person copies it
+
+    await open_resume_dialog(page, sandbox_blocks, run.id)
+    dialog = page.get_by_role("dialog")
+    await dialog.get_by_role("textbox").first.fill(redirect)
+    await dialog.get_by_role("button", name="Submit").click()
+
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+    assert len(await sandbox.instances(run_tag(run.id))) == 1
