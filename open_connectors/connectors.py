@@ -1,8 +1,9 @@
 """What each connector needs, and the checks made before any network call.
 
 A `ConnectorProfile` names a connector's hub, its required configuration and the
-normalizers of its values. Well-formed keys without a profile get a generic OAuth 2.0
-profile (the platform then tells whether the key exists).
+normalizers of its values. Only connectors with a profile are accepted, so a mistyped
+key is refused before any network call; supporting another OAuth 2.0 connector of
+the platform means adding its profile to `PROFILES` (the rest of the code is generic).
 """
 
 from __future__ import annotations
@@ -126,9 +127,20 @@ def validate_element_key(value: str) -> str:
 
 
 def profile_for(element_key: str) -> ConnectorProfile:
-    """The profile of a connector; a generic OAuth 2.0 profile for keys without one."""
+    """The profile of a known connector.
+
+    Raises:
+        ConfigurationError: The key is malformed or names no known connector.
+    """
     key = validate_element_key(element_key)
-    return PROFILES.get(key) or ConnectorProfile(key=key, name=key, hub="crm")
+    profile = PROFILES.get(key)
+    if profile is None:
+        raise ConfigurationError(
+            f"Unknown connector {key!r}: use one of {', '.join(sorted(PROFILES))}. To authorize "
+            "another OAuth 2.0 connector, add its profile (hub, required configuration) to "
+            "PROFILES in open_connectors/connectors.py."
+        )
+    return profile
 
 
 def validate_instance_name(value: str) -> str:

@@ -90,8 +90,10 @@ def test_malformed_connector_keys_are_refused(key: str) -> None:
         validate_element_key(key)
 
 
-def test_unknown_well_formed_keys_get_a_generic_profile() -> None:
-    assert profile_for("hubspotcrm").required_configuration == ()
+def test_unknown_connectors_are_refused_naming_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match="Unknown connector 'hubspotcrm'") as raised:
+        profile_for("hubspotcrm")
+    assert "infusionsofterp" in str(raised.value)
 
 
 @pytest.mark.parametrize("name", ["", "   ", "x" * 201, "bad\x00name", "a\u200bb", "<b>x</b>"])
