@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from sandbox import admin, hub_api, landing, platform_api, provider
+from sandbox import admin, admin_faults, hub_api, landing, platform_api, provider
 from sandbox.clock import Clock, system_clock
 from sandbox.config import SandboxConfig
 from sandbox.errors import install_error_handlers
+from sandbox.fault_asgi import hide_dropped_connections_from_uvicorn
 from sandbox.middleware import RequestJournalMiddleware
 from sandbox.oauth_server import OAuthServer
 from sandbox.state import SandboxState
@@ -52,4 +53,6 @@ def create_app(config: SandboxConfig | None = None, *, clock: Clock | None = Non
     app.include_router(provider.router, prefix="/provider")
     app.include_router(landing.router)
     app.include_router(admin.router, prefix="/_sandbox")
+    app.include_router(admin_faults.router, prefix="/_sandbox")
+    hide_dropped_connections_from_uvicorn()
     return app

@@ -11,9 +11,11 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger("sandbox")
@@ -50,6 +52,25 @@ class PlatformError(Exception):
         self.message = message
         self.provider_message = provider_message
         self.headers = dict(headers or {})
+
+
+class ConnectionDropped(httpx.RemoteProtocolError):
+    """Raised by fault injection to make the server close the connection without an answer.
+
+    It derives from httpx's error so that an in-process client (`httpx.ASGITransport`
+    re-raises the app's exceptions) sees the same exception type as a client on a real
+    socket, which gets `RemoteProtocolError("Server disconnected without sending a
+    response.")`. See `fault_asgi.drop_connection`.
+    """
+
+
+def invalid_input(what: str, exc: ValidationError) -> PlatformError:
+    """A 400 saying where a body failed validation (without quoting the input)."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or '(body)'}: {error['msg']}"
+        for error in exc.errors(include_input=False, include_url=False)
+    )
+    return PlatformError(400, f"Invalid {what}: {problems}")
 
 
 def unauthorized() -> PlatformError:
@@ -103,7 +124,10 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    logger.error("unexpected error: %s", type(exc).__name__)
+    # Starlette calls this even once a response has started; a deliberate drop (whose
+    # answer is never sent) is not an error worth logging.
+    if not isinstance(exc, ConnectionDropped):
+        logger.error("unexpected error: %s", type(exc).__name__)
     return error_response(500, "The sandbox failed to answer the request.")
 
 

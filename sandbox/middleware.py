@@ -1,4 +1,4 @@
-"""Per-request bookkeeping: the access log line, the journal, and the fault hook."""
+"""Per-request bookkeeping: the access log line, the journal, and fault injection."""
 
 from __future__ import annotations
 
@@ -8,20 +8,23 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.clock import iso_utc
+from sandbox.fault_asgi import ConnectionDropped, serve_with_fault
+from sandbox.faults import FaultAction
+from sandbox.paths import ADMIN_PREFIX, is_admin_path
 from sandbox.state import SandboxState
+
+__all__ = ["ADMIN_PREFIX", "RequestJournalMiddleware", "is_admin_path"]
 
 access_logger = logging.getLogger("sandbox.access")
 
-ADMIN_PREFIX = "/_sandbox"
-
-
-def is_admin_path(path: str) -> bool:
-    """Whether `path` belongs to the admin API (kept out of the journal and the faults)."""
-    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+DROPPED_STATUS = 0
+"""The journal's status for a request whose connection closed without an answer."""
 
 
 class RequestJournalMiddleware:
     """Logs one line per request and journals it; never the query string or the body.
+
+    Every request but `/_sandbox/*` first goes through the fault rules (see faults.py).
 
     uvicorn's own access log is off: it prints query strings, and the GET form of
     `oauth/url` carries `apiSecret` there, like the landing page carries the code.
@@ -32,6 +35,13 @@ class RequestJournalMiddleware:
         self.app = app
         self.state = state
 
+    async def _next_action(self, method: str, path: str) -> FaultAction | None:
+        faults = self.state.faults
+        if not faults.armed:  # the usual case: no lock taken at all
+            return None
+        async with self.state.lock:  # concurrent requests each take exactly one action
+            return faults.take(method, path)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request, recording its outcome."""
         if scope["type"] != "http":
@@ -39,8 +49,10 @@ class RequestJournalMiddleware:
             return
         method: str = scope["method"]
         path: str = scope["path"]
+        admin = is_admin_path(path)
         started = time.perf_counter()
         status = 500
+        fault: str | None = None
 
         async def send_recording_status(message: Message) -> None:
             nonlocal status
@@ -49,18 +61,31 @@ class RequestJournalMiddleware:
             await send(message)
 
         try:
-            target = self.app
-            if not is_admin_path(path):
-                # Fault injection hook: see sandbox/faults.py.
-                target = await self.state.faults.intercept(scope) or self.app
-            await target(scope, receive, send_recording_status)
+            if admin:
+                await self.app(scope, receive, send_recording_status)
+            else:
+                action = await self._next_action(method, path)
+                fault = action.type if action is not None else None
+                await serve_with_fault(
+                    action,
+                    self.state.faults.latency_seconds,
+                    self.app,
+                    scope,
+                    receive,
+                    send_recording_status,
+                )
+        except ConnectionDropped:
+            status = DROPPED_STATUS
+            raise
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
-            access_logger.info("%s %s %d %.1fms", method, path, status, elapsed_ms)
-            if not is_admin_path(path):
+            suffix = f" fault={fault}" if fault else ""
+            access_logger.info("%s %s %d %.1fms%s", method, path, status, elapsed_ms, suffix)
+            if not admin:
                 self.state.journal.record(
                     method=method,
                     path=path,
                     status=status,
                     at=iso_utc(self.state.clock(), milliseconds=True),
+                    fault=fault,
                 )

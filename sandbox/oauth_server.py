@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,9 @@ REFRESH_TOKEN_TTL_SECONDS = 45 * 86_400  # Keap: 45 days, rotating.
 # precise "already used" / "expired" answer before the entry is forgotten.
 _CODE_MEMORY_SECONDS = 3_600
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+_ISSUED_CODES_KEPT = 100_000
 
 
 class OAuthError(Exception):
@@ -161,8 +165,14 @@ class OAuthServer:
         """Serve the apps and account of `config`, telling time with `clock`."""
         self._config = config
         self._clock = clock
+        # Kept here, not in the config: the admin API changes it at run time, and a
+        # config object may be shared by several sandboxes (tests do that).
+        self.code_ttl_seconds: float = config.code_ttl_seconds
+        """The lifetime of codes issued from now on, in seconds."""
         self._codes: dict[str, _IssuedCode] = {}
         self._refresh_tokens: dict[str, _RefreshGrant] = {}
+        # Every code ever issued (bounded), for leak audits: tests search for them.
+        self.issued_codes: deque[str] = deque(maxlen=_ISSUED_CODES_KEPT)
 
     # -- the consent page --------------------------------------------------------
 
@@ -195,12 +205,27 @@ class OAuthServer:
         now = self._clock()
         self._forget_old_codes(now)
         code = secrets.token_urlsafe(32)
+        self.issued_codes.append(code)
         self._codes[code] = _IssuedCode(
             client_id=request.app.client_id,
             redirect_uri=request.redirect_uri,
-            expires_at=now + self._config.code_ttl_seconds,
+            expires_at=now + self.code_ttl_seconds,
         )
         return code
+
+    def expire_unused_codes(self) -> int:
+        """Make every issued, unused, unexpired code expire now (a human who was slow).
+
+        Returns:
+            How many codes expired.
+        """
+        now = self._clock()
+        expired = 0
+        for issued in self._codes.values():
+            if not issued.used and now < issued.expires_at:
+                issued.expires_at = now
+                expired += 1
+        return expired
 
     def _forget_old_codes(self, now: float) -> None:
         stale = [

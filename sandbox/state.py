@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from sandbox.clock import Clock
 from sandbox.config import SandboxConfig
-from sandbox.faults import FaultInjector, NoFaults
+from sandbox.faults import FaultRules
 from sandbox.journal import RequestJournal
 from sandbox.oauth_server import OAuthServer
 from sandbox.store import InstanceStore
@@ -25,8 +25,8 @@ class SandboxState:
         oauth: The provider's codes and refresh tokens.
         store: The platform's instances.
         journal: The request journal of the admin API.
-        faults: The fault-injection hook (no faults for now).
-        lock: Serializes changes to instances and grants.
+        faults: The fault rules and added latency (see faults.py).
+        lock: Serializes changes to instances, grants and fault rules.
     """
 
     config: SandboxConfig
@@ -34,7 +34,7 @@ class SandboxState:
     oauth: OAuthServer
     store: InstanceStore = field(default_factory=InstanceStore)
     journal: RequestJournal = field(default_factory=RequestJournal)
-    faults: FaultInjector = field(default_factory=NoFaults)
+    faults: FaultRules = field(default_factory=FaultRules)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

@@ -303,3 +303,12 @@ async def test_landing_page_shows_error(client: httpx.AsyncClient) -> None:
     assert '<code id="error">access_denied</code>' in page
     assert "&lt;b&gt;no&lt;/b&gt;" in page
     assert 'id="code"' not in page
+
+
+async def test_issued_codes_are_listed_for_leak_audits(client: httpx.AsyncClient) -> None:
+    from sandbox.testing import authorize
+
+    first = await authorize(client, CFG)
+    second = await authorize(client, CFG)
+    listed = (await client.get("/_sandbox/codes")).json()
+    assert [item["code"] for item in listed] == [first, second]
