@@ -64,6 +64,14 @@ class OpenConnectorsCredentials(CredentialsBlock):
         description="Attempts per request, the first included, when the platform fails briefly.",
     )
 
+    max_retry_wait_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=600,
+        title="Longest wait before a retry (seconds)",
+        description="The cap on a server-requested Retry-After wait before a retry.",
+    )
+
     @field_validator("base_url")
     @classmethod
     def _check_base_url(cls, value: str) -> str:
@@ -81,7 +89,9 @@ class OpenConnectorsCredentials(CredentialsBlock):
             self.organization_secret,
             element_token=element_token,
             timeout=self.timeout_seconds,
-            retry_policy=RetryPolicy(max_attempts=self.max_attempts),
+            retry_policy=RetryPolicy(
+                max_attempts=self.max_attempts, max_retry_after=self.max_retry_wait_seconds
+            ),
         )
 
 

@@ -1,6 +1,8 @@
 """Serve the project's deployments from this process: `python -m deployments.serve`.
 
-Runs are executed in subprocesses of this one. A run that waits for an
+The deployments are those of `deployments/prefect.yaml` (names, parameters,
+schedules, triggers), so serving locally and `prefect deploy --all` register the
+same four. Runs are executed in subprocesses of this one. A run that waits for an
 authorization suspends and gives its process back; whichever serving process (or
 worker) is up when the answer arrives carries it on.
 """
@@ -13,25 +15,31 @@ from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 from prefect.types.entrypoint import EntrypointType
 
-from flows.authenticate import authenticate_connector_instance
+from deployments.spec import DeploymentSpec, load_specs
 
 AUTHENTICATE_DEPLOYMENT = "authenticate-infusionsoft-erp"
+REAUTHORIZE_DEPLOYMENT = "reauthorize-connector-instance"
+VERIFY_DEPLOYMENT = "verify-connector-instances"
+EXPORT_DEPLOYMENT = "export-connector-resource"
+
+
+def to_runner_deployment(spec: DeploymentSpec) -> RunnerDeployment:
+    """A deployment of `prefect.yaml`, ready to serve."""
+    return spec.load_flow().to_deployment(
+        name=spec.name,
+        description=spec.description,
+        tags=spec.tags,
+        parameters=spec.parameters,
+        schedules=spec.build_schedules() or None,
+        triggers=list(spec.build_triggers()) or None,
+        concurrency_limit=spec.concurrency_limit,
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
 
 
 def build_deployments() -> list[RunnerDeployment]:
     """The deployments of the project, as served locally."""
-    return [
-        authenticate_connector_instance.to_deployment(
-            name=AUTHENTICATE_DEPLOYMENT,
-            description=(
-                "Authorize a new Infusionsoft ERP instance in SAP Open Connectors: the run "
-                "shows a consent link, waits (suspended) for the account owner's approval, "
-                "then creates the instance and saves its token in a block."
-            ),
-            tags=["open-connectors", "oauth"],
-            entrypoint_type=EntrypointType.MODULE_PATH,
-        ),
-    ]
+    return [to_runner_deployment(spec) for spec in load_specs()]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -79,6 +79,13 @@ class ManagedProcess:
             self._log_file.close()
             self._log_file = None
 
+    def kill(self) -> None:
+        """Kill the process and its children at once (SIGKILL), as a crash or OOM would."""
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=10)
+        self.stop()
+
     def _signal_group(self, sig: signal.Signals) -> None:
         # The group id is the pid of the process this module started (start_new_session).
         with contextlib.suppress(ProcessLookupError, PermissionError):

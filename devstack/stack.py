@@ -21,7 +21,12 @@ from flows.request import DEFAULT_CREDENTIALS_BLOCK, DEFAULT_OAUTH_APP_BLOCK
 from sandbox.config import SandboxConfig
 
 FLOW_NAME = "authenticate-connector-instance"
-SERVED_DEPLOYMENTS = [(FLOW_NAME, "authenticate-infusionsoft-erp")]
+SERVED_DEPLOYMENTS = [
+    (FLOW_NAME, "authenticate-infusionsoft-erp"),
+    ("reauthorize-connector-instance", "reauthorize-connector-instance"),
+    ("verify-connector-instances", "verify-connector-instances"),
+    ("export-connector-resource", "export-connector-resource"),
+]
 ENCRYPTED_KEY_BLOCK = "infusionsoft-encrypted-key"
 
 
@@ -44,6 +49,7 @@ class LocalStack:
     env: dict[str, str]
     receiver: ReceiverProcess | None = None
     serving: list[ManagedProcess] = field(default_factory=list)
+    encrypted_key_value: str | None = field(default=None, repr=False)
 
     @property
     def callback_url(self) -> str:
@@ -76,9 +82,15 @@ class LocalStack:
             api_secret=app.client_secret,
             callback_url=callback_url or self.callback_url,
         ).asave(DEFAULT_OAUTH_APP_BLOCK, overwrite=True)
-        await Secret(value=f"encrypted-key-{secrets.token_urlsafe(12)}").asave(
-            ENCRYPTED_KEY_BLOCK, overwrite=True
-        )
+        self.encrypted_key_value = f"encrypted-key-{secrets.token_urlsafe(12)}"
+        await Secret(value=self.encrypted_key_value).asave(ENCRYPTED_KEY_BLOCK, overwrite=True)
+
+    def restart_prefect_server(self) -> PrefectServer:
+        """Stop the Prefect server and start it again on the same port, home and database."""
+        port = int(self.prefect.url.rsplit(":", 1)[1])
+        self.prefect.stop()
+        self.prefect = start_prefect_server(self.home, port=port)
+        return self.prefect
 
     def stop(self) -> None:
         """Stop every process of the stack, the last started first."""

@@ -34,13 +34,14 @@ from flows.request import (
     DEFAULT_OAUTH_APP_BLOCK,
     AuthorizationBlocks,
     AuthorizationRequest,
+    ConsentSubject,
     block_name_for,
+    build_instance_request,
     load_authorization_blocks,
 )
 from open_connectors import (
     AuthorizationGrant,
     AuthorizationTimeoutError,
-    InstanceRequest,
     InvalidAuthorizationAnswerError,
     OpenConnectorsError,
     PlatformUnavailableError,
@@ -100,13 +101,12 @@ def _consent_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> s
     persist_result=True,
     result_serializer="json",
 )
-async def get_redirect_url(
-    request: AuthorizationRequest, blocks: AuthorizationBlocks
-) -> ConsentRequest:
+async def get_redirect_url(request: ConsentSubject, blocks: AuthorizationBlocks) -> ConsentRequest:
     """Ask Open Connectors for the provider's consent link, with this run's state.
 
     The link is logged, published as a link artifact and returned; it holds the
-    OAuth app's public client id and the state, never a secret.
+    OAuth app's public client id and the state, never a secret. Used by new
+    authorizations (`AuthorizationRequest`) and re-authorizations alike.
     """
     logger = get_run_logger()
     flow_run_id = _flow_run_id()
@@ -164,7 +164,7 @@ async def await_authorization(
         InvalidAuthorizationAnswerError: No usable answer after three prompts.
     """
     logger = get_run_logger()
-    run = _flow_run()
+    run = current_flow_run()
     suspend = run.deployment_id is not None and run.parent_task_run_id is None
     problem: str | None = None
     for prompt in range(1, MAX_PROMPTS + 1):
@@ -239,7 +239,7 @@ def _transient_failure(task: Any, task_run: Any, state: State) -> bool:
     name="create_instance",
     persist_result=False,
     retries=2,
-    retry_delay_seconds=[5, 30],
+    retry_delay_seconds=[5, 15],
     retry_condition_fn=_transient_failure,
 )
 async def create_instance(
@@ -257,18 +257,13 @@ async def create_instance(
     """
     logger = get_run_logger()
     flow_run_id = str(_flow_run_id())
-    app = blocks.oauth_app
-    instance_request = InstanceRequest(
+    instance_request = build_instance_request(
         element_key=request.element_key,
         name=request.instance_name,
-        code=grant.code,
-        configuration={
-            **request.configuration,
-            "oauth.api.key": app.api_key,
-            "oauth.callback.url": app.callback_url,
-        },
-        secret_configuration={"oauth.api.secret": app.api_secret, **blocks.secret_configuration},
+        configuration=request.configuration,
         tags=request.tags,
+        blocks=blocks,
+        code=grant.code,
     )
     async with blocks.credentials.get_client() as client:
         ensured = await client.ensure_instance(
@@ -424,15 +419,20 @@ def _check_consent_url(url: str, state: str, api_secret: SecretStr) -> None:
         raise OpenConnectorsError("The platform returned a consent URL that is not http(s).")
 
 
-def _flow_run() -> FlowRun:
+def current_flow_run() -> FlowRun:
+    """The flow run this code runs in.
+
+    Raises:
+        RuntimeError: Called outside a flow run (these tasks need their flow run).
+    """
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
-        raise RuntimeError("This task runs only inside the authenticate-connector-instance flow.")
+        raise RuntimeError("This task runs only inside a flow run of this project.")
     return context.flow_run
 
 
 def _flow_run_id() -> UUID:
-    return _flow_run().id
+    return current_flow_run().id
 
 
 def _duration(seconds: int) -> str:

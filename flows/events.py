@@ -6,6 +6,10 @@ Names and resources are part of the public interface:
   payload `{instance_id, instance_name, element_key, block_name, created}`.
 - `open-connectors.instance.failed`: resource `open-connectors.authorization.<flow run id>`,
   payload `{instance_name, element_key, block_name, reason}`.
+- `open-connectors.instance.reauthorized` (`flows.reauthorize`), and
+  `open-connectors.instance.broken` / `.recovered` (`flows.verify`): resource
+  `open-connectors.instance.<id>`, payload `{instance_id, instance_name, element_key,
+  block_name, ...}` with each flow's details.
 
 Events never carry a secret, token or code: only ids, names and messages built by
 this project.

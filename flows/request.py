@@ -17,7 +17,7 @@ from prefect.blocks.system import Secret
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
 from blocks import ConnectorInstance, OAuthAppCredentials, OpenConnectorsCredentials
-from open_connectors import ConfigurationError, profile_for
+from open_connectors import ConfigurationError, InstanceRequest, profile_for
 from open_connectors.connectors import (
     prepare_configuration,
     validate_instance_name,
@@ -33,24 +33,34 @@ _NOT_FOUND = "Unable to find block document"
 B = TypeVar("B", bound=Block)
 
 
-class AuthorizationRequest(BaseModel):
-    """What one authorization asks for, checked and normalized.
+class ConsentSubject(BaseModel):
+    """What a consent link is about: the instance, its connector and its saved block.
 
-    Build it with `AuthorizationRequest.build(...)`, which raises
-    `ConfigurationError` with a message for the person.
+    The common part of a new authorization (`AuthorizationRequest`) and of a
+    re-authorization (`flows.reauthorize.ReauthorizationRequest`); `get_redirect_url`
+    needs no more than this.
     """
 
     model_config = ConfigDict(frozen=True)
 
     instance_name: str
     element_key: str
+    instance_block: str
+
+
+class AuthorizationRequest(ConsentSubject):
+    """What one authorization asks for, checked and normalized.
+
+    Build it with `AuthorizationRequest.build(...)`, which raises
+    `ConfigurationError` with a message for the person.
+    """
+
     hub: str
     configuration: dict[str, str]
     secret_configuration: dict[str, str]
     tags: list[str]
     credentials_block: str
     oauth_app_block: str
-    instance_block: str
     timeout_seconds: int
 
     @classmethod
@@ -74,12 +84,8 @@ class AuthorizationRequest(BaseModel):
         """
         name = validate_instance_name(instance_name)
         profile = profile_for(element_key)
-        secrets = _check_secret_configuration(secret_configuration)
-        if not 0 < timeout_minutes <= MAX_TIMEOUT_MINUTES:
-            raise ConfigurationError(
-                f"authorization_timeout_minutes must be above 0 and at most {MAX_TIMEOUT_MINUTES} "
-                f"(30 days); got {timeout_minutes}."
-            )
+        secrets = check_secret_configuration(secret_configuration)
+        timeout_seconds = check_timeout_minutes(timeout_minutes)
         return cls(
             instance_name=name,
             element_key=profile.key,
@@ -92,7 +98,7 @@ class AuthorizationRequest(BaseModel):
             instance_block=check_block_name(
                 instance_block or block_name_for(name), "instance_block"
             ),
-            timeout_seconds=max(1, round(timeout_minutes * 60)),
+            timeout_seconds=timeout_seconds,
         )
 
 
@@ -118,7 +124,26 @@ def check_block_name(value: str, parameter: str) -> str:
     return name
 
 
-def _check_secret_configuration(values: dict[str, str] | None) -> dict[str, str]:
+def check_timeout_minutes(timeout_minutes: float) -> int:
+    """Check `authorization_timeout_minutes` and return it in whole seconds.
+
+    Raises:
+        ConfigurationError: Not above 0, or above 30 days.
+    """
+    if not 0 < timeout_minutes <= MAX_TIMEOUT_MINUTES:
+        raise ConfigurationError(
+            f"authorization_timeout_minutes must be above 0 and at most {MAX_TIMEOUT_MINUTES} "
+            f"(30 days); got {timeout_minutes}."
+        )
+    return max(1, round(timeout_minutes * 60))
+
+
+def check_secret_configuration(values: dict[str, str] | None) -> dict[str, str]:
+    """Check secret configuration given as `{configuration key: Secret block name}`.
+
+    Raises:
+        ConfigurationError: A key is set from the OAuth app block, or a name is not a block name.
+    """
     checked: dict[str, str] = {}
     for key, block_name in (values or {}).items():
         if key.startswith("oauth."):
@@ -138,6 +163,35 @@ class AuthorizationBlocks:
     secret_configuration: dict[str, SecretStr]
 
 
+def build_instance_request(
+    *,
+    element_key: str,
+    name: str,
+    configuration: dict[str, str],
+    tags: list[str],
+    blocks: AuthorizationBlocks,
+    code: SecretStr,
+) -> InstanceRequest:
+    """The body of `POST /instances` (create) or `PUT /instances/{id}` (re-authorize).
+
+    The instance configuration plus the OAuth app's key and callback URL; the app's
+    secret and the Secret blocks' values travel as secrets until the body is built.
+    """
+    app = blocks.oauth_app
+    return InstanceRequest(
+        element_key=element_key,
+        name=name,
+        code=code,
+        configuration={
+            **configuration,
+            "oauth.api.key": app.api_key,
+            "oauth.callback.url": app.callback_url,
+        },
+        secret_configuration={"oauth.api.secret": app.api_secret, **blocks.secret_configuration},
+        tags=tags,
+    )
+
+
 async def load_authorization_blocks(
     request: AuthorizationRequest, *, flow_run_id: str | None = None
 ) -> AuthorizationBlocks:
@@ -150,14 +204,11 @@ async def load_authorization_blocks(
     Raises:
         ConfigurationError: A block is missing or invalid, or the instance block is taken.
     """
-    credentials = await _load(
+    credentials = await load_block(
         OpenConnectorsCredentials, request.credentials_block, "credentials_block"
     )
-    oauth_app = await _load(OAuthAppCredentials, request.oauth_app_block, "oauth_app_block")
-    secrets: dict[str, SecretStr] = {}
-    for key, block_name in request.secret_configuration.items():
-        secret = await _load(Secret, block_name, f"secret_configuration[{key!r}]")
-        secrets[key] = SecretStr(_secret_text(secret))
+    oauth_app = await load_block(OAuthAppCredentials, request.oauth_app_block, "oauth_app_block")
+    secrets = await load_secret_configuration(request.secret_configuration)
     existing = await _load_optional(ConnectorInstance, request.instance_block)
     if existing is not None and (
         flow_run_id is None or existing.authorized_by_flow_run != flow_run_id
@@ -171,21 +222,53 @@ async def load_authorization_blocks(
     return AuthorizationBlocks(credentials, oauth_app, secrets)
 
 
-async def _load(block_type: type[B], name: str, parameter: str) -> B:
-    """Load a block by name, turning Prefect's errors into a message for the person."""
+async def load_secret_configuration(names: dict[str, str]) -> dict[str, SecretStr]:
+    """Load the Secret blocks named in `{configuration key: Secret block name}`.
+
+    Raises:
+        ConfigurationError: A Secret block is missing or invalid.
+    """
+    secrets: dict[str, SecretStr] = {}
+    for key, block_name in names.items():
+        secret = await load_block(Secret, block_name, f"secret_configuration[{key!r}]")
+        secrets[key] = SecretStr(_secret_text(secret))
+    return secrets
+
+
+async def load_block(block_type: type[B], name: str, parameter: str) -> B:
+    """Load a block by name, turning Prefect's errors into a message for the person.
+
+    Args:
+        block_type: The block class.
+        name: The block document's name.
+        parameter: The parameter that named it, quoted in the message.
+
+    Raises:
+        ConfigurationError: No such block, or it cannot be read as `block_type`.
+    """
     try:
         return await block_type.aload(name)
-    except ValueError as exc:
-        if isinstance(exc, ValidationError) or _NOT_FOUND not in str(exc):
+    except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, ValueError) and _NOT_FOUND in str(exc):
             raise ConfigurationError(
-                f"The block '{name}' ({parameter}) cannot be used: it is not a valid "
-                f"{block_type.get_block_type_name()} block ({type(exc).__name__}). Edit it in "
-                "the Prefect UI under Blocks."
+                f"No {block_type.get_block_type_name()} block named '{name}' ({parameter}). "
+                "Create it in the Prefect UI under Blocks, or pass the name of an existing one."
             ) from None
         raise ConfigurationError(
-            f"No {block_type.get_block_type_name()} block named '{name}' ({parameter}). "
-            "Create it in the Prefect UI under Blocks, or pass the name of an existing one."
+            f"The block '{name}' ({parameter}) holds values that are not valid: "
+            f"{_validation_problems(exc)}. Edit it in the Prefect UI under Blocks."
         ) from None
+
+
+def _validation_problems(exc: BaseException) -> str:
+    """What is wrong with a block's stored values, without quoting them (they may be secret)."""
+    error = exc if isinstance(exc, ValidationError) else exc.__cause__
+    if not isinstance(error, ValidationError):
+        return type(exc).__name__
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+        for problem in error.errors(include_input=False, include_url=False)
+    )
 
 
 async def _load_optional(block_type: type[B], name: str) -> B | None:

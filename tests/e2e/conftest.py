@@ -6,10 +6,8 @@ directory, and stopped at the end (every process by its own id).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -22,6 +20,7 @@ from prefect.deployments import arun_deployment
 from devstack.consent import decide
 from devstack.runs import consent_link, wait_for_form
 from devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack, local_stack
+from tests.e2e.leak_audit import LeakAudit
 
 DEPLOYMENT = "authenticate-connector-instance/authenticate-infusionsoft-erp"
 SERVER = "https://dt123.infusionsoft.com"
@@ -89,27 +88,23 @@ async def start_authorization(instance_name: str, **parameters: Any) -> FlowRun:
     return await arun_deployment(DEPLOYMENT, parameters=values, timeout=0, as_subflow=False)
 
 
-async def consent_redirect(client: PrefectClient, run: FlowRun, decision: str = "approve") -> str:
+async def consent_redirect(
+    client: PrefectClient, run: FlowRun, decision: str = "approve", *, timeout: float = 90
+) -> str:
     """Wait for the run's form, open its consent link, decide, and return the redirect address."""
-    _, description = await wait_for_form(client, run.id, timeout=90)
+    _, description = await wait_for_form(client, run.id, timeout=timeout)
     return await decide(consent_link(description), decision)  # type: ignore[arg-type]
 
 
-def database_rows_containing(home: Path, needles: list[str]) -> list[str]:
-    """Where in the Prefect database any of `needles` appears (table and column)."""
-    found: list[str] = []
-    with sqlite3.connect(f"file:{home / 'prefect.db'}?mode=ro", uri=True) as db:
-        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            columns = [row[1] for row in db.execute(f"PRAGMA table_info('{table}')")]
-            for column in columns:
-                for needle in needles:
-                    query = (
-                        f"SELECT COUNT(*) FROM '{table}' WHERE CAST(\"{column}\" AS TEXT) LIKE ?"  # noqa: S608
-                    )
-                    if db.execute(query, (f"%{needle}%",)).fetchone()[0]:
-                        found.append(f"{table}.{column} holds {needle[:6]}…")
-    return found
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests marked `audit_last` after every other test of the session."""
+    items.sort(key=lambda item: item.get_closest_marker("audit_last") is not None)
+
+
+@pytest.fixture(scope="session")
+def leak_audit() -> LeakAudit:
+    """The stacks of the session and the secrets they used, for the final leak audit."""
+    return LeakAudit()
 
 
 async def wait_for_events(
@@ -132,3 +127,113 @@ async def wait_for_events(
             return list(page.events)
         await asyncio.sleep(0.5)
     return []
+
+
+# -- deployments, schedules and downstream flows (appended) ---------------------------
+
+
+async def authorize_through_deployment(
+    client: PrefectClient, instance_name: str, **parameters: Any
+) -> tuple[FlowRun, int]:
+    """Run a whole authorization through the served deployment; return the run and instance id."""
+    from devstack.runs import resume_with_answer, wait_for_final
+
+    run = await start_authorization(instance_name, **parameters)
+    await resume_with_answer(client, run.id, {"code": await consent_redirect(client, run)})
+    final = await wait_for_final(client, run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+    summary = await final.state.result()
+    return final, summary.instance_id
+
+
+async def runs_of_deployment(
+    client: PrefectClient, deployment_name: str, *, parameter: tuple[str, Any] | None = None
+) -> list[FlowRun]:
+    """The runs of a deployment (`flow/deployment`), optionally those with one parameter value."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deployment = await client.read_deployment_by_name(deployment_name)
+    runs = await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+    )
+    if parameter is None:
+        return runs
+    key, value = parameter
+    return [run for run in runs if (run.parameters or {}).get(key) == value]
+
+
+async def wait_for_deployment_run(
+    client: PrefectClient,
+    deployment_name: str,
+    *,
+    parameter: tuple[str, Any],
+    timeout: float = 60,
+) -> FlowRun:
+    """Wait until a run of the deployment with that parameter value exists (e.g. triggered)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = await runs_of_deployment(client, deployment_name, parameter=parameter)
+        if runs:
+            assert len(runs) == 1, f"{len(runs)} runs of {deployment_name} for {parameter}"
+            return runs[0]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"No run of {deployment_name} with {parameter} within {timeout:.0f} s")
+
+
+async def table_artifact(client: PrefectClient, flow_run_id: UUID, key: str) -> list[Any]:
+    """The rows of a run's table artifact."""
+    import json
+
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            key=ArtifactFilterKey(any_=[key]),
+        )
+    )
+    assert len(artifacts) == 1, f"{len(artifacts)} artifacts {key!r} for run {flow_run_id}"
+    data = artifacts[0].data
+    return json.loads(data) if isinstance(data, str) else list(data or [])
+
+
+EXPORT_TRIGGER = "export-connector-resource__automation_1"
+
+
+async def set_automation_enabled(client: PrefectClient, name: str, enabled: bool) -> None:
+    """Pause or resume every automation of that name (serving again re-creates them)."""
+    for automation in await client.read_automations_by_name(name):
+        if automation.enabled != enabled:
+            if enabled:
+                await client.resume_automation(automation.id)
+            else:
+                await client.pause_automation(automation.id)
+
+
+@pytest.fixture
+def export_trigger_on() -> None:
+    """Ask for this in a test that needs new instances to start exports."""
+
+
+@pytest.fixture(autouse=True)
+async def _export_trigger_only_where_asked(
+    request: pytest.FixtureRequest, stack: LocalStack
+) -> None:
+    """Keep the export deployment's trigger paused, except in tests using `export_trigger_on`.
+
+    The trigger starts an export of every new instance: in one shared stack that is
+    background traffic during every other test (hub calls in the sandbox journal, runs
+    competing for SQLite). Checked before each test, because serving again (a restart
+    test) re-creates the trigger enabled.
+    """
+    async with get_client() as client:
+        await set_automation_enabled(
+            client, EXPORT_TRIGGER, "export_trigger_on" in request.fixturenames
+        )

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import re
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -26,11 +22,11 @@ from open_connectors import derive_state
 from tests.e2e.conftest import (
     SandboxAdmin,
     consent_redirect,
-    database_rows_containing,
     run_tag,
     start_authorization,
     wait_for_events,
 )
+from tests.e2e.leak_audit import database_findings, file_findings
 
 pytestmark = pytest.mark.e2e
 
@@ -91,13 +87,14 @@ async def test_approval_pasted_as_the_redirect_address_creates_one_saved_instanc
     secret_block = await _secret_value(ENCRYPTED_KEY_BLOCK)
     secrets.append(secret_block)
     await asyncio.sleep(2)  # let the server write the last logs and events
-    assert database_rows_containing(sandbox_blocks.home, secrets) == []
-    assert files_containing(sandbox_blocks.home / "storage", secrets) == []
+    home = sandbox_blocks.home
+    assert database_findings(home / "prefect.db", secrets) == []
+    assert file_findings(home / "storage", secrets) == []
+    assert file_findings(home / "logs", secrets) == []
     # The scans do find what is there: the run's state is in its form and its cached link.
     state = query(redirect)["state"]
-    assert database_rows_containing(sandbox_blocks.home, [state])
-    assert files_containing(sandbox_blocks.home / "storage", [state])
-    assert files_containing(sandbox_blocks.home / "logs", secrets) == []
+    assert database_findings(home / "prefect.db", [state])
+    assert file_findings(home / "storage", [state])
 
 
 async def test_code_and_state_typed_into_their_own_fields(
@@ -233,23 +230,6 @@ async def test_bad_parameters_fail_before_any_platform_call(
     assert final.state is not None and final.state.is_failed()
     assert words in (final.state.message or "")
     assert len(await sandbox.requests()) == before
-
-
-def files_containing(root: Path, needles: list[str]) -> list[str]:
-    """Files under `root` holding a needle, in clear or inside a base64 blob (pickled results)."""
-    found: list[str] = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []:
-        data = path.read_bytes()
-        texts = [data]
-        for blob in re.findall(rb"[A-Za-z0-9+/=]{24,}", data):
-            try:
-                texts.append(base64.b64decode(blob, validate=False))
-            except (binascii.Error, ValueError):
-                continue
-        for needle in needles:
-            if any(needle.encode() in text for text in texts):
-                found.append(f"{path} holds {needle[:6]}…")
-    return found
 
 
 async def _secret_value(name: str) -> str:
