@@ -26,9 +26,9 @@ from prefect.flow_runs import apause_flow_run, asuspend_flow_run
 from prefect.input import adelete_flow_run_input
 from pydantic import BaseModel, SecretStr
 
-from blocks import ConnectorInstance
 from flows.authorization_input import AuthorizationResponse, ConsentRequest, consent_description
 from flows.events import INSTANCE_CREATED, emit_authorization_failed, emit_instance_event
+from flows.handover import InstanceCheckFailedError, save_and_check
 from flows.request import (
     DEFAULT_CREDENTIALS_BLOCK,
     DEFAULT_OAUTH_APP_BLOCK,
@@ -74,10 +74,6 @@ class AuthenticatedInstance(BaseModel):
     element_key: str
     block_name: str
     created: bool = True
-
-
-class InstanceCheckFailedError(OpenConnectorsError):
-    """The instance was created and saved, but does not answer a ping."""
 
 
 class AuthorizationPending(Exception):
@@ -281,28 +277,19 @@ async def create_instance(
         instance.id,
         instance.name,
     )
-    saved = ConnectorInstance(
-        instance_id=instance.id,
-        instance_name=instance.name,
-        element_key=request.element_key,
+    await save_and_check(
+        instance,
         token=instance.token,
+        element_key=request.element_key,
         credentials=blocks.credentials,
-        authorized_by_flow_run=flow_run_id,
+        block_name=request.instance_block,
+        flow_run_id=flow_run_id,
+        what_happened="created",
+        advice=(
+            f"Re-authorize instance {instance.id} (reauthorize-connector-instance) rather than "
+            "creating another."
+        ),
     )
-    await saved.asave(request.instance_block, overwrite=True)
-    logger.info("Saved the instance's token in the block %r.", request.instance_block)
-    try:
-        async with saved.get_client() as client:
-            await client.ping(saved.hub)
-    except OpenConnectorsError as exc:
-        if isinstance(exc, PlatformUnavailableError):
-            raise
-        raise InstanceCheckFailedError(
-            f"Instance {instance.id} was created and saved in the block "
-            f"'{request.instance_block}', but it does not answer: {exc} Re-authorize instance "
-            f"{instance.id} (reauthorize-connector-instance) rather than creating another."
-        ) from None
-    logger.info("Instance %s answers its ping.", instance.id)
     summary = AuthenticatedInstance(
         instance_id=instance.id,
         instance_name=instance.name,

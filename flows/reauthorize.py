@@ -30,6 +30,7 @@ from flows.authenticate import (
     get_redirect_url,
 )
 from flows.events import emit_authorization_failed, emit_instance_event
+from flows.handover import save_and_check
 from flows.instance_settings import InstanceSettings, settings_of_creating_run
 from flows.request import (
     DEFAULT_OAUTH_APP_BLOCK,
@@ -276,28 +277,16 @@ async def reauthorize_instance(
         instance.id,
         instance.name,
     )
-    refreshed = ConnectorInstance(
-        instance_id=instance.id,
-        instance_name=instance.name,
-        element_key=request.element_key,
+    await save_and_check(
+        instance,
         token=instance.token or saved.token,
+        element_key=request.element_key,
         credentials=saved.credentials,
-        authorized_by_flow_run=flow_run_id,
+        block_name=request.instance_block,
+        flow_run_id=flow_run_id,
+        what_happened="re-authorized",
+        advice="Check that it is enabled in Open Connectors.",
     )
-    await refreshed.asave(request.instance_block, overwrite=True)
-    logger.info("Saved the instance's token in the block %r.", request.instance_block)
-    try:
-        async with refreshed.get_client() as client:
-            await client.ping(request.hub)
-    except OpenConnectorsError as exc:
-        if isinstance(exc, PlatformUnavailableError):
-            raise
-        raise OpenConnectorsError(
-            f"Instance {instance.id} was re-authorized and saved in the block "
-            f"'{request.instance_block}', but it does not answer: {exc} Check that it is "
-            "enabled in Open Connectors."
-        ) from None
-    logger.info("Instance %s answers its ping.", instance.id)
     summary = ReauthorizedInstance(
         instance_id=instance.id,
         instance_name=instance.name,
