@@ -446,3 +446,25 @@ async def test_user_input_cannot_change_the_path() -> None:
         with pytest.raises(ConnectorNotFoundError):
             await client.get_element("../instances")
     assert script.requests[0].url.raw_path == b"/elements/api-v2/elements/..%2Finstances"
+
+
+@pytest.mark.parametrize("body", [{"records": []}, [{"id": 1}, 2], ["text"]])
+async def test_a_page_that_is_not_a_list_of_records_is_refused(body: object) -> None:
+    script = Script(httpx.Response(200, json=body))
+    client, _ = make_client(script, element_token=TOKEN)
+    async with client:
+        with pytest.raises(ApiError, match="list of records"):
+            _ = [r async for r in client.iter_records("erp", "contacts")]
+
+
+async def test_clients_share_one_verifying_tls_context() -> None:
+    from open_connectors.client import _shared_tls_context
+
+    first = OpenConnectorsClient(base_url=BASE, user_secret=USER, organization_secret=ORG)
+    second = OpenConnectorsClient(base_url=BASE, user_secret=USER, organization_secret=ORG)
+    async with first, second:
+        context = _shared_tls_context()
+        assert context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
+        for client in (first, second):
+            pool = client._http._transport._pool  # httpx's default transport
+            assert pool._ssl_context is context
