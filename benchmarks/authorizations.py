@@ -10,7 +10,6 @@ the same for ours and the floor.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,13 +19,12 @@ from uuid import UUID, uuid4
 
 import httpx
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.exceptions import ObjectNotFound
 
 from benchmarks.harness import MINIMAL, OURS_DEPLOYMENT, Bench
 from devstack.consent import decide
 from devstack.processes import StackError
-from devstack.runs import consent_link, read_run_input
+from devstack.runs import consent_link, wait_for_form
 from devstack.stack import ENCRYPTED_KEY_BLOCK
 from sandbox.config import SandboxConfig
 
@@ -35,7 +33,6 @@ SERVER = "https://dt123.infusionsoft.com"
 OAUTH_URL_PATH = "/elements/infusionsofterp/oauth/url"
 INSTANCE_BLOCK_TYPE = "open-connectors-instance"
 MARKER_BLOCK_TYPE = "secret"
-FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
 
 
 @dataclass
@@ -64,11 +61,6 @@ class Authorization:
     callback_at: float | None = None
     instance_seconds: float | None = None
     receiver_seconds: float | None = None
-
-
-def run_tag(run_id: UUID) -> str:
-    """The tag our flow puts on the instance it creates (`flows.authenticate.run_tag`)."""
-    return f"prefect-flow-run-{run_id}"
 
 
 def ours_parameters(instance_name: str) -> dict[str, Any]:
@@ -114,21 +106,12 @@ async def wait_for_link(client: PrefectClient, auth: Authorization, *, timeout: 
     Raises:
         StackError: The run ended, or showed no link within `timeout`.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = await client.read_flow_run(auth.run_id)
-        state = run.state
-        if state is not None and state.type in FINAL:
-            raise StackError(f"The {auth.kind} run ended {state.name}: {state.message}")
-        keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
-        if keyset:
-            description = await read_run_input(client, auth.run_id, keyset["description"])
-            if description:
-                auth.link_seconds = time.time() - auth.started_at
-                auth.link = consent_link(json.loads(description))
-                return auth.link
-        await asyncio.sleep(POLL_SECONDS)
-    raise StackError(f"The {auth.kind} run {auth.run_id} showed no link within {timeout:.0f} s.")
+    _, description = await wait_for_form(
+        client, auth.run_id, timeout=timeout, poll_seconds=POLL_SECONDS
+    )
+    auth.link_seconds = time.time() - auth.started_at
+    auth.link = consent_link(description)
+    return auth.link
 
 
 async def answer(
@@ -163,21 +146,6 @@ async def wait_for_block(client: PrefectClient, name: str, slug: str, *, timeout
         except ObjectNotFound:
             await asyncio.sleep(POLL_SECONDS)
     raise StackError(f"The block {slug}/{name} did not appear within {timeout:.0f} s.")
-
-
-async def wait_for_final(client: PrefectClient, run_id: UUID, *, timeout: float) -> FlowRun:
-    """Wait until the run is final.
-
-    Raises:
-        StackError: It is not final within `timeout`.
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = await client.read_flow_run(run_id)
-        if run.state is not None and run.state.type in FINAL:
-            return run
-        await asyncio.sleep(0.25)
-    raise StackError(f"The run {run_id} did not end within {timeout:.0f} s.")
 
 
 async def state_history(client: PrefectClient, run_id: UUID) -> list[tuple[str, float]]:

@@ -32,11 +32,10 @@ from uuid import uuid4
 
 from prefect.client.orchestration import PrefectClient, get_client
 
-from benchmarks.authorizations import BareSandbox, wait_for_final
+from benchmarks.authorizations import BareSandbox
 from benchmarks.bare_export import AUTHORIZATION_ENV
 from benchmarks.deadline import Deadline, DeadlineReached
-from benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, bench_stack, stopped_cleanly
-from benchmarks.machine import describe
+from benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, run_alone
 from benchmarks.report import (
     Row,
     Section,
@@ -46,12 +45,12 @@ from benchmarks.report import (
     fmt_seconds,
     median,
     ratio,
-    render,
     verdict,
 )
 from blocks import ConnectorInstance, OpenConnectorsCredentials
 from devstack.processes import start_process
 from devstack.proctree import ChildPeaks
+from devstack.runs import wait_for_final
 from devstack.sandbox_process import SandboxProcess, random_sandbox_config, start_sandbox
 from open_connectors import profile_for
 
@@ -392,31 +391,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the export benchmark alone and print its table."""
     args = parse_args(argv)
-    deadline = Deadline(args.deadline_minutes * 60)
-    machine = describe()
-    with (
-        stopped_cleanly(),
-        bench_stack(
-            "export",
-            poll_frequency=args.poll_frequency,
-            minimal=False,
-            receiver=False,
-            lifetime=deadline.remaining() + 600,
-            keep=args.keep,
-            baseline=args.baseline,
-        ) as bench,
-    ):
-        result = asyncio.run(
-            measure(
-                bench,
-                counts=args.counts,
-                reps=args.reps,
-                page_size=args.page_size,
-                deadline=deadline,
-            )
-        )
-    print(render([section(result)], machine))
-    return 0
+    return run_alone(
+        "export",
+        args.deadline_minutes,
+        lambda bench, deadline: measure(
+            bench, counts=args.counts, reps=args.reps, page_size=args.page_size, deadline=deadline
+        ),
+        section,
+        poll_frequency=args.poll_frequency,
+        minimal=False,
+        receiver=False,
+        keep=args.keep,
+        baseline=args.baseline,
+    )
 
 
 if __name__ == "__main__":

@@ -15,21 +15,25 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 from uuid import UUID
 
-import httpx
 from prefect.client.orchestration import PrefectClient
 
+from benchmarks.deadline import Deadline
+from benchmarks.machine import describe
 from benchmarks.minimal_flow import DEPLOYMENT_NAME as MINIMAL_DEPLOYMENT
 from benchmarks.minimal_flow import FLOW_NAME as MINIMAL_FLOW
 from benchmarks.minimal_flow import STATE_KEY_ENV
+from benchmarks.report import Section, render
 from deployments.serve import DEFAULT_POLL_SECONDS
-from devstack.processes import ManagedProcess, start_process, wait_until
+from devstack.processes import ManagedProcess
 from devstack.proctree import children
+from devstack.serving import start_serving
 from devstack.stack import FLOW_NAME, SERVED_DEPLOYMENTS, LocalStack, local_stack
 from sandbox.config import SandboxConfig
 
@@ -37,9 +41,11 @@ OURS_DEPLOYMENT = f"{FLOW_NAME}/authenticate-infusionsoft-erp"
 MINIMAL = f"{MINIMAL_FLOW}/{MINIMAL_DEPLOYMENT}"
 EXPORT_TRIGGER = "export-connector-resource__automation_1"
 SERVE_START_TIMEOUT = 120.0
+T = TypeVar("T")
 # What `python -m deployments.serve` uses unless told otherwise; set for both serving
 # processes through PREFECT_RUNNER_POLL_FREQUENCY (Prefect reads it as whole seconds).
 DEFAULT_POLL_FREQUENCY = int(DEFAULT_POLL_SECONDS)
+# Printed once the runner has registered its deployments and starts polling.
 SERVING_READY = "polling for scheduled runs"
 
 
@@ -247,6 +253,46 @@ def stopped_cleanly() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_alone(
+    name: str,
+    deadline_minutes: float,
+    measure: Callable[[Bench, Deadline], Awaitable[T]],
+    section: Callable[[T], Section],
+    *,
+    poll_frequency: int = DEFAULT_POLL_FREQUENCY,
+    minimal: bool = True,
+    receiver: bool = True,
+    keep: bool = False,
+    baseline: Path | None = None,
+) -> int:
+    """Run one benchmark on its own stack, bounded by the deadline, and print its table.
+
+    Args:
+        name: The benchmark's name (the stack's directory).
+        deadline_minutes: The whole run's bound.
+        measure: The measurement, given the stack and the deadline.
+        section: Its rows and notes.
+        poll_frequency, minimal, receiver, keep, baseline: As for `bench_stack`.
+    """
+    deadline = Deadline(deadline_minutes * 60)
+    machine = describe()
+    with (
+        stopped_cleanly(),
+        bench_stack(
+            name,
+            poll_frequency=poll_frequency,
+            minimal=minimal,
+            receiver=receiver,
+            lifetime=deadline.remaining() + 600,
+            keep=keep,
+            baseline=baseline,
+        ) as bench,
+    ):
+        result = asyncio.run(measure(bench, deadline))
+    print(render([section(result)], machine))
+    return 0
+
+
 def _start_serving(
     stack: LocalStack,
     module: str,
@@ -256,36 +302,19 @@ def _start_serving(
     name: str,
     cwd: Path | None = None,
 ) -> ManagedProcess:
-    """Start `python -m <module>` (in `cwd`) and wait until its deployments are registered."""
+    """Start `python -m <module>` (in `cwd`) and wait until it polls for its deployments."""
     # A fresh log per start: readiness is read from it, and a restarted runner must
     # not be taken for ready by its predecessor's lines.
     log_path = stack.home / "logs" / f"{name}-{time.strftime('%H%M%S')}-{os.urandom(2).hex()}.log"
-    process = start_process(
-        name, [sys.executable, "-m", module], env=env, log_path=log_path, cwd=cwd or Path.cwd()
+    return start_serving(
+        env,
+        stack.home,
+        stack.prefect.api_url,
+        deployments,
+        name=name,
+        module=module,
+        cwd=cwd or Path.cwd(),
+        log_path=log_path,
+        ready_line=SERVING_READY,
+        timeout=SERVE_START_TIMEOUT,
     )
-    api_url = stack.prefect.api_url
-
-    def ready() -> bool:
-        # Printed once the runner has registered its deployments and starts polling.
-        polling = SERVING_READY in log_path.read_text(errors="replace")
-        return polling and all(_deployment_exists(api_url, *pair) for pair in deployments)
-
-    try:
-        wait_until(
-            ready,
-            timeout=SERVE_START_TIMEOUT,
-            what=f"the deployments served by {name}",
-            process=process,
-        )
-    except BaseException:
-        process.stop()
-        raise
-    return process
-
-
-def _deployment_exists(api_url: str, flow_name: str, deployment_name: str) -> bool:
-    try:
-        response = httpx.get(f"{api_url}/deployments/name/{flow_name}/{deployment_name}", timeout=5)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200

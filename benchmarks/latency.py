@@ -36,12 +36,10 @@ from benchmarks.authorizations import (
     start_minimal,
     start_ours,
     state_history,
-    wait_for_final,
     wait_for_link,
 )
 from benchmarks.deadline import Deadline, DeadlineReached
-from benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, bench_stack, stopped_cleanly
-from benchmarks.machine import describe
+from benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, run_alone
 from benchmarks.report import (
     Row,
     Section,
@@ -49,9 +47,9 @@ from benchmarks.report import (
     fmt_seconds,
     median,
     ratio,
-    render,
     verdict,
 )
+from devstack.runs import wait_for_final
 
 TARGET_RATIO = 1.5
 _JITTER = random.Random(20261128)
@@ -300,22 +298,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the latency benchmark alone and print its table."""
     args = parse_args(argv)
-    deadline = Deadline(args.deadline_minutes * 60)
-    machine = describe()
-    with (
-        stopped_cleanly(),
-        bench_stack(
-            "latency",
-            poll_frequency=args.poll_frequency,
-            lifetime=deadline.remaining() + 600,
-            keep=args.keep,
-        ) as bench,
-    ):
-        result = asyncio.run(
-            measure(bench, reps=args.reps, think_seconds=args.think_seconds, deadline=deadline)
-        )
-    print(render([section(result)], machine))
-    return 0
+    return run_alone(
+        "latency",
+        args.deadline_minutes,
+        lambda bench, deadline: measure(
+            bench, reps=args.reps, think_seconds=args.think_seconds, deadline=deadline
+        ),
+        section,
+        poll_frequency=args.poll_frequency,
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from benchmarks.deadline import Deadline, DeadlineReached
-from benchmarks.harness import Bench, bench_stack, stopped_cleanly
+from benchmarks.harness import Bench, run_alone
 from benchmarks.latency import LatencyResult
 from benchmarks.latency import measure as measure_latency
-from benchmarks.machine import describe
-from benchmarks.report import Section, fmt_seconds, median, render
+from benchmarks.report import Section, fmt_seconds, median
 from devstack.proctree import sample_tree
 
 DEFAULT_POLLS = (10, 5, 2, 1)
@@ -155,30 +154,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the poll trade-off alone and print its table."""
     args = parse_args(argv)
-    deadline = Deadline(args.deadline_minutes * 60)
-    machine = describe()
-    with (
-        stopped_cleanly(),
-        bench_stack(
-            "poll",
-            poll_frequency=args.poll_frequencies[0],
-            minimal=False,
-            lifetime=deadline.remaining() + 600,
-            keep=args.keep,
-        ) as bench,
-    ):
-        result = asyncio.run(
-            measure(
-                bench,
-                polls=args.poll_frequencies,
-                reps=args.reps,
-                idle_seconds=args.idle_seconds,
-                think_seconds=args.think_seconds,
-                deadline=deadline,
-            )
-        )
-    print(render([section(result)], machine))
-    return 0
+    return run_alone(
+        "poll",
+        args.deadline_minutes,
+        lambda bench, deadline: measure(
+            bench,
+            polls=args.poll_frequencies,
+            reps=args.reps,
+            idle_seconds=args.idle_seconds,
+            think_seconds=args.think_seconds,
+            deadline=deadline,
+        ),
+        section,
+        poll_frequency=args.poll_frequencies[0],
+        minimal=False,  # served by the measurement, again for every poll frequency
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

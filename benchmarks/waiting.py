@@ -34,16 +34,15 @@ from prefect.client.orchestration import PrefectClient, get_client
 from benchmarks.authorizations import (
     Authorization,
     answer,
-    run_tag,
     start_ours,
-    wait_for_final,
     wait_for_link,
 )
 from benchmarks.deadline import Deadline, DeadlineReached
-from benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, bench_stack, stopped_cleanly
-from benchmarks.machine import describe
-from benchmarks.report import Row, Section, fmt_mib, fmt_ratio, fmt_seconds, median, render, verdict
+from benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, run_alone
+from benchmarks.report import Row, Section, fmt_mib, fmt_ratio, fmt_seconds, median, verdict
 from devstack.proctree import TreeSampler, process_tree
+from devstack.runs import wait_for_final
+from flows.authenticate import run_tag
 
 TARGET_MEMORY_RATIO = 1.2
 WINDOW_SECONDS = 10.0
@@ -218,7 +217,7 @@ async def count_instances(
     for item in everything:
         for tag in item.get("tags", []):
             per_tag[tag] = per_tag.get(tag, 0) + 1
-    counts = [per_tag.get(run_tag(auth.run_id), 0) for auth in runs]
+    counts = [per_tag.get(run_tag(str(auth.run_id)), 0) for auth in runs]
     result.instances = sum(1 for value in counts if value)
     result.duplicates = sum(value - 1 for value in counts if value > 1)
 
@@ -416,30 +415,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the waiting-capacity benchmark alone and print its table."""
     args = parse_args(argv)
-    deadline = Deadline(args.deadline_minutes * 60)
-    machine = describe()
-    with (
-        stopped_cleanly(),
-        bench_stack(
-            "waiting",
-            poll_frequency=args.poll_frequency,
-            minimal=False,
-            lifetime=deadline.remaining() + 600,
-            keep=args.keep,
-        ) as bench,
-    ):
-        result = asyncio.run(
-            measure(
-                bench,
-                count=args.count,
-                then=args.then,
-                in_flight=args.in_flight,
-                budget_minutes=args.budget_minutes,
-                deadline=deadline,
-            )
-        )
-    print(render([section(result)], machine))
-    return 0
+    return run_alone(
+        "waiting",
+        args.deadline_minutes,
+        lambda bench, deadline: measure(
+            bench,
+            count=args.count,
+            then=args.then,
+            in_flight=args.in_flight,
+            budget_minutes=args.budget_minutes,
+            deadline=deadline,
+        ),
+        section,
+        poll_frequency=args.poll_frequency,
+        minimal=False,
+        keep=args.keep,
+    )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,11 @@ class ResumeRefused(StackError):
 
 
 async def wait_for_form(
-    client: PrefectClient, flow_run_id: UUID, *, timeout: float = 60
+    client: PrefectClient, flow_run_id: UUID, *, timeout: float = 60, poll_seconds: float = 0.2
 ) -> tuple[FlowRun, str]:
     """Wait until the run waits for its answer and its form is stored; return the description.
+
+    `poll_seconds` is how often the run is read (the benchmarks look more often).
 
     Raises:
         StackError: The run ended, or did not wait within `timeout`.
@@ -47,7 +49,7 @@ async def wait_for_form(
             description = await read_run_input(client, flow_run_id, keyset["description"])
             if description:
                 return run, json.loads(description)
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(poll_seconds)
     raise StackError(f"The run {flow_run_id} did not wait for an answer within {timeout:.0f} s.")
 
 

@@ -1,4 +1,4 @@
-"""The process that serves the project's deployments (`python -m deployments.serve`)."""
+"""The process that serves deployments (`python -m deployments.serve` by default)."""
 
 from __future__ import annotations
 
@@ -19,24 +19,38 @@ def start_serving(
     deployments: list[tuple[str, str]],
     *,
     name: str = "serve",
+    module: str = "deployments.serve",
+    cwd: Path | None = None,
+    log_path: Path | None = None,
+    ready_line: str | None = None,
+    timeout: float = SERVE_START_TIMEOUT,
 ) -> ManagedProcess:
-    """Start serving and wait until every `(flow name, deployment name)` is registered.
+    """Start `python -m <module>` and wait until every `(flow name, deployment name)` is registered.
+
+    Args:
+        module: The serving module.
+        cwd: Where to start it (its modules are imported from there first).
+        log_path: Its log (default `<work_dir>/logs/<name>.log`, appended to).
+        ready_line: A line the log must also show before the process counts as ready
+            (give a fresh `log_path`, or an earlier process's line would count).
+        timeout: Seconds to wait for it.
 
     Raises:
         StackError: The deployments did not appear in time.
     """
+    log_path = log_path or work_dir / "logs" / f"{name}.log"
     process = start_process(
-        name,
-        [sys.executable, "-m", "deployments.serve"],
-        env=env,
-        log_path=work_dir / "logs" / f"{name}.log",
+        name, [sys.executable, "-m", module], env=env, log_path=log_path, cwd=cwd
     )
+
+    def ready() -> bool:
+        if ready_line is not None and ready_line not in log_path.read_text(errors="replace"):
+            return False
+        return all(_deployment_exists(api_url, *pair) for pair in deployments)
+
     try:
         wait_until(
-            lambda: all(_deployment_exists(api_url, *pair) for pair in deployments),
-            timeout=SERVE_START_TIMEOUT,
-            what="the served deployments",
-            process=process,
+            ready, timeout=timeout, what=f"the deployments served by {name}", process=process
         )
     except BaseException:
         process.stop()
