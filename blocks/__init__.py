@@ -1,6 +1,13 @@
-"""Prefect blocks of the project; register them with `prefect block register -m blocks`."""
+"""Prefect blocks of the project; they register through the `prefect.collections` entry point."""
 
 from blocks.credentials import OAuthAppCredentials, OpenConnectorsCredentials
 from blocks.instance import ConnectorInstance
+from blocks.state_key import DEFAULT_STATE_KEY_BLOCK, StateSigningKey
 
-__all__ = ["ConnectorInstance", "OAuthAppCredentials", "OpenConnectorsCredentials"]
+__all__ = [
+    "DEFAULT_STATE_KEY_BLOCK",
+    "ConnectorInstance",
+    "OAuthAppCredentials",
+    "OpenConnectorsCredentials",
+    "StateSigningKey",
+]

@@ -6,6 +6,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
 
+from blocks.schema_cache import CachedSchema
 from open_connectors import DEFAULT_BASE_URL, OpenConnectorsClient, RetryPolicy
 from open_connectors.connectors import validate_callback_url
 from open_connectors.regions import normalize_base_url
@@ -14,7 +15,7 @@ DOCUMENTATION_URL = "https://help.openconnectors.ext.hana.ondemand.com/home"
 OPEN_CONNECTORS_CALLBACK_URL = "https://auth.cloudelements.io/oauth"
 
 
-class OpenConnectorsCredentials(CredentialsBlock):
+class OpenConnectorsCredentials(CachedSchema, CredentialsBlock):
     """The user and organization secrets of an SAP Open Connectors account.
 
     Every platform call sends them as `Authorization: User …, Organization …`.
@@ -71,6 +72,17 @@ class OpenConnectorsCredentials(CredentialsBlock):
         title="Longest wait before a retry (seconds)",
         description="The cap on a server-requested Retry-After wait before a retry.",
     )
+    ambiguous_lookup_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=900,
+        title="Look-up after a lost answer (seconds)",
+        description=(
+            "After an ambiguous answer to the request carrying a single-use code (a timeout, "
+            "500, 502, 504), how long to look for the instance instead of sending the code "
+            "again."
+        ),
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -92,10 +104,11 @@ class OpenConnectorsCredentials(CredentialsBlock):
             retry_policy=RetryPolicy(
                 max_attempts=self.max_attempts, max_retry_after=self.max_retry_wait_seconds
             ),
+            ambiguous_lookup_seconds=self.ambiguous_lookup_seconds,
         )
 
 
-class OAuthAppCredentials(Block):
+class OAuthAppCredentials(CachedSchema, Block):
     """The OAuth 2.0 app registered with the provider (for Infusionsoft: a Keap developer app).
 
     Its key and secret let Open Connectors exchange the authorization code for the
@@ -133,6 +146,17 @@ class OAuthAppCredentials(Block):
         default=None,
         title="Scope",
         description="The OAuth scope to request; empty for the provider's default (Keap: full).",
+    )
+    accept_bare_code: bool = Field(
+        default=False,
+        title="Accept a bare code (risky)",
+        description=(
+            "Off by default. When on, a code pasted alone into the run's form (without the "
+            "state of the redirect address) is accepted. Risk: nothing then ties the code to "
+            "this run, so a code from someone else's consent, or from another run, would "
+            "bind the instance to the wrong account. Turn it on only where the redirect "
+            "address cannot be copied; a state that is present and wrong is always refused."
+        ),
     )
 
     @field_validator("api_key")

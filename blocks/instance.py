@@ -6,10 +6,12 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from blocks.credentials import DOCUMENTATION_URL, OpenConnectorsCredentials
-from open_connectors import OpenConnectorsClient, profile_for
+from blocks.schema_cache import CachedSchema
+from open_connectors import OpenConnectorsClient
+from open_connectors.connectors import hub_for
 
 
-class ConnectorInstance(Block):
+class ConnectorInstance(CachedSchema, Block):
     """An authorized Open Connectors connector instance: its id, its token and its account.
 
     Its client sends `Authorization: User …, Organization …, Element …`, so
@@ -50,7 +52,7 @@ class ConnectorInstance(Block):
     @property
     def hub(self) -> str:
         """The connector's hub, for hub paths like `/hubs/{hub}/contacts`."""
-        return profile_for(self.element_key).hub
+        return hub_for(self.element_key)
 
     def get_client(self) -> OpenConnectorsClient:
         """A new client for hub calls on this instance; use it as `async with`."""

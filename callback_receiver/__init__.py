@@ -1,6 +1,6 @@
-"""The OAuth callback receiver: the provider's redirect resumes the waiting run by itself."""
+"""The OAuth callback receiver: the provider's redirect resumes the waiting run by itself.
 
-from callback_receiver.app import create_app
-from callback_receiver.settings import ReceiverSettings
-
-__all__ = ["ReceiverSettings", "create_app"]
+`callback_receiver.app.create_app` builds the ASGI app; `python -m callback_receiver`
+serves it. Nothing is imported here, so that `callback_receiver.serving` (which the
+sandbox reuses) stays free of Prefect.
+"""

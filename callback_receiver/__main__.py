@@ -16,8 +16,8 @@ import logging
 import sys
 
 from callback_receiver.app import CALLBACK_PATH, create_app
+from callback_receiver.serving import is_loopback, run
 from callback_receiver.settings import ReceiverSettings
-from service_process import is_loopback, run
 
 
 def build_parser(defaults: ReceiverSettings) -> argparse.ArgumentParser:

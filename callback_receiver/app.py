@@ -12,11 +12,16 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from blocks.state_key import StateSigningKey
+from callback_receiver.limits import ClientRateLimiter, InProgressLimit, retry_after_header
+from callback_receiver.links import RunLinks
 from callback_receiver.outcomes import CallbackResult, Outcome
 from callback_receiver.pages import render
 from callback_receiver.query import MalformedCallback, read_callback
 from callback_receiver.resumer import Resumer
 from callback_receiver.settings import ReceiverSettings
+from callback_receiver.signing import SignerSource
+from open_connectors.authorization import StateSigner
 
 logger = logging.getLogger("callback_receiver")
 CALLBACK_PATH = "/oauth/callback"
@@ -36,9 +41,15 @@ def create_app(
 
     Args:
         settings: The receiver's settings; from `OC_CALLBACK_*` variables by default.
-        resumer: A ready resumer (tests); by default one with a client of the Prefect API.
+        resumer: A ready resumer (tests); by default one with a client of the Prefect
+            API and the signer of the `settings.state_key_block` block.
     """
     settings = settings or ReceiverSettings()
+    links = RunLinks(ui_url=settings.prefect_ui_url, api_url=settings.prefect_api_url)
+    in_progress = InProgressLimit(settings.max_concurrent_callbacks)
+    per_client = ClientRateLimiter(
+        burst=settings.client_burst, per_second=settings.client_per_second
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,7 +57,14 @@ def create_app(
             yield
             return
         async with _prefect_client(settings) as client:
-            app.state.resumer = Resumer(client, wait_seconds=settings.wait_seconds)
+
+            async def load_signer() -> StateSigner:
+                key = await StateSigningKey.aload_or_create(settings.state_key_block, client=client)
+                return key.signer()
+
+            app.state.resumer = Resumer(
+                client, signers=SignerSource(load_signer), wait_seconds=settings.wait_seconds
+            )
             yield
 
     app = FastAPI(
@@ -60,22 +78,31 @@ def create_app(
     if resumer is not None:
         app.state.resumer = resumer
 
+    def page(result: CallbackResult) -> HTMLResponse:
+        headers = dict(_SECURITY_HEADERS)
+        if result.retry_after is not None:
+            headers["Retry-After"] = retry_after_header(result.retry_after)
+        run_url = links.flow_run(result.flow_run_id) if result.flow_run_id else None
+        return HTMLResponse(
+            render(result, run_url=run_url), status_code=result.outcome.status_code, headers=headers
+        )
+
     @app.get(CALLBACK_PATH, response_class=HTMLResponse)
     async def oauth_callback(request: Request) -> HTMLResponse:
         """The provider's redirect after the person's decision."""
+        # The client address as uvicorn gives it (X-Forwarded-For from trusted proxies).
+        address = request.client.host if request.client else "unknown"
+        wait = per_client.acquire(address)
+        if wait is not None:
+            logger.info("Refused a callback: too many requests from one client.")
+            return page(CallbackResult(Outcome.BUSY, retry_after=wait))
+        if not in_progress.try_enter():
+            logger.warning("Refused a callback: %d already in progress.", in_progress.limit)
+            return page(CallbackResult(Outcome.BUSY, retry_after=1))
         try:
-            callback = read_callback(request.query_params)
-        except MalformedCallback as exc:
-            logger.info("Refused a malformed callback: %s.", exc)
-            return _page(CallbackResult(Outcome.INVALID, detail=str(exc)), settings)
-        resumer: Resumer = request.app.state.resumer
-        try:
-            result = await resumer.handle(callback)
-        except (httpx.HTTPError, OSError) as exc:
-            # Prefect unreachable or overloaded: the code is still unused, a reload retries.
-            logger.warning("Could not reach Prefect for a callback: %s.", type(exc).__name__)
-            result = CallbackResult(Outcome.NOT_READY)
-        return _page(result, settings)
+            return page(await _handle(request))
+        finally:
+            in_progress.leave()
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
@@ -93,12 +120,19 @@ def create_app(
     return app
 
 
-def _page(result: CallbackResult, settings: ReceiverSettings) -> HTMLResponse:
-    return HTMLResponse(
-        render(result, prefect_ui_url=settings.prefect_ui_url),
-        status_code=result.outcome.status_code,
-        headers=_SECURITY_HEADERS,
-    )
+async def _handle(request: Request) -> CallbackResult:
+    try:
+        callback = read_callback(request.query_params)
+    except MalformedCallback as exc:
+        logger.info("Refused a malformed callback: %s.", exc)
+        return CallbackResult(Outcome.INVALID, detail=str(exc))
+    resumer: Resumer = request.app.state.resumer
+    try:
+        return await resumer.handle(callback)
+    except (httpx.HTTPError, OSError) as exc:
+        # Prefect unreachable or overloaded: the code is still unused, a reload retries.
+        logger.warning("Could not reach Prefect for a callback: %s.", type(exc).__name__)
+        return CallbackResult(Outcome.NOT_READY)
 
 
 @asynccontextmanager

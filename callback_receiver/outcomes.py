@@ -17,6 +17,8 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"
     INVALID = "invalid"
     NOT_READY = "not-ready"
+    KEY_RETIRED = "key-retired"
+    BUSY = "busy"
 
     @property
     def status_code(self) -> int:
@@ -33,6 +35,8 @@ _STATUS = {
     Outcome.UNKNOWN: 404,
     Outcome.INVALID: 400,
     Outcome.NOT_READY: 503,
+    Outcome.KEY_RETIRED: 410,
+    Outcome.BUSY: 429,
 }
 
 
@@ -45,9 +49,11 @@ class CallbackResult:
         instance_name: The instance the authorization is for, when known.
         flow_run_id: The run concerned, when known.
         detail: A short reason built by the receiver (never a request value).
+        retry_after: Seconds after which a reload may succeed (busy pages).
     """
 
     outcome: Outcome
     instance_name: str | None = None
     flow_run_id: str | None = None
     detail: str | None = None
+    retry_after: float | None = None

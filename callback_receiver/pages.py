@@ -27,9 +27,9 @@ _TEXT: dict[Outcome, tuple[str, str]] = {
         "authorization link.",
     ),
     Outcome.ALREADY_USED: (
-        "Already done",
-        "This authorization for {instance} was already answered. Nothing more to do; you can "
-        "close this page.",
+        "Already used",
+        "This answer for {instance} was already used. Nothing more to do; you can close this "
+        "page. If the authorization asks again, use the new link you are sent.",
     ),
     Outcome.ENDED: (
         "This authorization has ended",
@@ -50,6 +50,15 @@ _TEXT: dict[Outcome, tuple[str, str]] = {
         "Not ready yet",
         "The authorization request for {instance} is still being prepared. Reload this page in "
         "a few seconds.",
+    ),
+    Outcome.KEY_RETIRED: (
+        "This link has expired",
+        "This link was signed with a key that was rotated out; ask for a new link. Nothing "
+        "was changed.",
+    ),
+    Outcome.BUSY: (
+        "Too many requests",
+        "The authorization service is busy. Nothing was changed; reload this page in a moment.",
     ),
 }
 
@@ -80,14 +89,18 @@ p {{ line-height: 1.5; }} small {{ color: #6b7280; }}
 """
 
 
-def render(result: CallbackResult, *, prefect_ui_url: str | None = None) -> str:
-    """The HTML page for a callback's result."""
+def render(result: CallbackResult, *, run_url: str | None = None) -> str:
+    """The HTML page for a callback's result.
+
+    Args:
+        result: What happened.
+        run_url: The run's page in the Prefect UI (from `RunLinks`), when known.
+    """
     title, message = _TEXT[result.outcome]
     instance = f"“{result.instance_name}”" if result.instance_name else "this connection"
     run_link = ""
-    if prefect_ui_url and result.flow_run_id:
-        href = f"{prefect_ui_url.rstrip('/')}/runs/flow-run/{result.flow_run_id}"
-        run_link = f'<p><small><a href="{escape(href)}">Open the run in Prefect</a></small></p>'
+    if run_url:
+        run_link = f'<p><small><a href="{escape(run_url)}">Open the run in Prefect</a></small></p>'
     return _PAGE.format(
         title=escape(title),
         outcome=escape(result.outcome.value),

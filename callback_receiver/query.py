@@ -1,8 +1,9 @@
 """Reading the provider's redirect query: strictly, before anything is looked up.
 
 A callback is `?code=…&state=…` or `?error=…[&error_description=…]&state=…`
-(RFC 6749 §4.1.2). Anything else, a repeated parameter, an oversized or
-non-printable value, is refused without touching a run.
+(RFC 6749 §4.1.2); other parameters (Keap's `scope`, `error_uri`) are ignored.
+Anything else, a repeated parameter, an oversized or non-printable value, is
+refused without touching a run.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ class Callback:
     error: str | None = None
     error_description: str | None = None
 
+    def used_value(self) -> str:
+        """What makes this answer single-use: its code, or for a refusal its error."""
+        return self.code if self.code is not None else f"error:{self.error}"
+
     def run_input(self) -> dict[str, str]:
-        """The values to resume the run with (the run's `AuthorizationResponse` fields)."""
+        """The values to resume the run with (the fields of the run's answer form)."""
         fields = {
             "code": self.code,
             "state": self.state,

@@ -1,44 +1,79 @@
-"""Find the run a callback belongs to, check its state, and resume it with the answer.
+"""Verify a callback's state, then resume the wait of its run with the answer, once.
 
-The `state` names the flow run and carries an HMAC of its id under the OAuth app's
-secret (`open_connectors.authorization`). A state that does not verify never leads
-to a resume, so forged or altered callbacks change nothing. A run answers once:
-after the resume it is no longer waiting, so a replayed callback is told "already
-used". A callback that arrives while the run is still entering its wait (the
-person was quick, or Prefect is still storing the form) waits briefly instead of
-being refused.
+Order of work for one callback (no step reads anything before the state verifies):
+
+1. The state is verified with the state key (`SignerSource`): forged or altered →
+   invalid; signed with a key rotated out → "this link has expired".
+2. The run is read. Its state *type* and *details* decide, never Prefect's message
+   text: a final run has ended (Failed right after a pause whose `pause_timeout`
+   had passed: expired); a paused run with a `run_input_keyset` whose schema input
+   is stored is waiting; anything else (Running between two waits, Scheduled
+   "Resuming", Pending, the schema not stored yet) is looked at again shortly.
+3. "Already used": the answer's code is remembered as a flow run input under
+   `used_code_key(code_digest(...))` (a keyed digest, never the code). The marker is
+   looked for first, then created right before the resume: the server's unique
+   (flow run, key) makes the creation an atomic check-and-set, so of two identical
+   callbacks only one resumes, and an old callback never resumes a later wait. If
+   the resume is not accepted the marker is removed, so a reload can try again.
+
+Polling backs off from `poll_initial_seconds` (0.25 s), doubling up to
+`poll_max_seconds` (2 s), within `wait_seconds` (20 s by default). With the
+defaults a callback looks at the run at most 14 times, so it makes at most
+`max_prefect_requests(20) = 72` Prefect API requests: one marker look-up, one
+state-history read for a run that has ended, and per look at most five (the read,
+the schema check, the marker creation, the resume and the marker's removal), plus
+at most one read of the state key block per reload interval (5 s). A callback for
+a run that already waits makes 5 (read, marker look-up, schema check, marker
+creation, resume); one for a run that never waits makes 15 over 20 s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import UTC, datetime
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.client.schemas.responses import SetStateStatus
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from pydantic import SecretStr
 
-from blocks import OAuthAppCredentials
 from callback_receiver.outcomes import CallbackResult, Outcome
 from callback_receiver.query import Callback
-from flows.request import DEFAULT_OAUTH_APP_BLOCK
-from open_connectors import authorization_id_from_state, derive_state
-from open_connectors.authorization import state_matches
+from callback_receiver.signing import SignerSource
+from open_connectors.authorization import code_digest, used_code_key, used_code_marker
+from open_connectors.errors import StateMismatchError, UnknownStateKeyError
 
 logger = logging.getLogger("callback_receiver")
 
-_POLL_SECONDS = 0.25
 _FINAL = {StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, StateType.CANCELLED}
-# Prefect's words for a pause that ran out of time (server service or resume check).
-_EXPIRY_MARKERS = ("never resumed", "can no longer resume", "has timed out")
+MARKER_SENDER = "open-connectors-callback-receiver"
+Sleep = Callable[[float], Awaitable[None]]
 
-SecretLoader = Callable[[str], Awaitable[SecretStr | None]]
+
+def poll_delays(wait_seconds: float, initial: float = 0.25, cap: float = 2.0) -> list[float]:
+    """The sleeps between two looks at a run within `wait_seconds`."""
+    delays: list[float] = []
+    total, delay = 0.0, initial
+    while total < wait_seconds:
+        step = min(delay, wait_seconds - total)
+        delays.append(step)
+        total += step
+        delay = min(delay * 2, cap)
+    return delays
+
+
+def max_prefect_requests(wait_seconds: float, initial: float = 0.25, cap: float = 2.0) -> int:
+    """The most Prefect API requests one callback makes (the state key block aside).
+
+    One marker look-up and one state-history read, and per look at the run at most
+    five: the read, the schema check, the marker creation, the resume and the
+    marker's removal.
+    """
+    looks = len(poll_delays(wait_seconds, initial, cap)) + 1
+    return 2 + 5 * looks
 
 
 class Resumer:
@@ -46,89 +81,152 @@ class Resumer:
 
     Args:
         client: A Prefect client of the server the runs live on.
+        signers: Verifies states with the state key.
         wait_seconds: How long a callback may wait for its run to start waiting.
-        load_app_secret: Returns the secret of an OAuth app block by name (None when the
-            block is missing); by default it loads the `OAuthAppCredentials` block.
+        poll_initial_seconds: The first pause between two looks at the run.
+        poll_max_seconds: The longest pause between two looks.
+        sleep: The sleep between looks (tests).
     """
 
     def __init__(
         self,
         client: PrefectClient,
         *,
+        signers: SignerSource,
         wait_seconds: float = 20.0,
-        load_app_secret: SecretLoader | None = None,
+        poll_initial_seconds: float = 0.25,
+        poll_max_seconds: float = 2.0,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._client = client
+        self._signers = signers
         self._wait_seconds = wait_seconds
-        self._load_app_secret = load_app_secret or self._app_secret_from_block
+        self._poll_initial = poll_initial_seconds
+        self._poll_max = poll_max_seconds
+        self._sleep = sleep
 
     async def prefect_is_healthy(self) -> bool:
         """Whether the Prefect API answers its health check."""
         return (await self._client.api_healthcheck()) is None
 
     async def handle(self, callback: Callback) -> CallbackResult:
-        """Verify the callback, resume its run if it waits, and say what happened."""
-        run_id = authorization_id_from_state(callback.state)
-        if run_id is None:
-            return CallbackResult(Outcome.INVALID, detail="its state is not one we issue")
+        """Verify the callback, resume its run's wait once, and say what happened."""
+        try:
+            run_id, signer = await self._signers.verify(callback.state)
+        except UnknownStateKeyError:
+            logger.info("Refused a callback signed with a state key rotated out.")
+            return CallbackResult(Outcome.KEY_RETIRED)
+        except StateMismatchError:
+            logger.warning("Refused a callback whose state does not verify.")
+            return CallbackResult(Outcome.INVALID, detail="its state does not verify")
         run = await self._read_run(run_id)
         if run is None:
             return CallbackResult(Outcome.UNKNOWN)
-        parameters = run.parameters or {}
-        instance_name = str(parameters.get("instance_name") or "") or None
+        instance_name = str((run.parameters or {}).get("instance_name") or "") or None
         result = CallbackResult(Outcome.INVALID, instance_name, str(run_id))
-        if not await self._state_verifies(run, callback.state):
-            logger.warning("Refused a callback whose state does not verify for run %s.", run_id)
-            return _with(result, Outcome.INVALID, detail="its state does not verify")
-        return await self._resume_when_waiting(run_id, callback, result)
+        marker = used_code_key(code_digest(signer, callback.used_value(), state=callback.state))
+        if await self._input_exists(run_id, marker):
+            logger.info("Run %s already received this answer.", run_id)
+            return _with(result, Outcome.ALREADY_USED)
+        outcome = await self._resume_when_waiting(run, callback, marker)
+        return _with(result, outcome)
 
-    async def _resume_when_waiting(
-        self, run_id: UUID, callback: Callback, result: CallbackResult
-    ) -> CallbackResult:
-        deadline = time.monotonic() + self._wait_seconds
+    async def _resume_when_waiting(self, run: FlowRun, callback: Callback, marker: str) -> Outcome:
+        delays = iter(poll_delays(self._wait_seconds, self._poll_initial, self._poll_max))
+        ready_schema: str | None = None
         while True:
-            run = await self._read_run(run_id)
-            if run is None or run.state is None:
-                return _with(result, Outcome.UNKNOWN)
             state = run.state
+            if state is None:
+                return Outcome.UNKNOWN
             if state.type in _FINAL:
-                return _with(result, _ended_outcome(run))
-            if state.is_paused() and state.state_details.run_input_keyset:
-                answer = await self._client.resume_flow_run(run_id, run_input=callback.run_input())
+                return await self._ended_outcome(run.id, state)
+            keyset = state.state_details.run_input_keyset if state.is_paused() else None
+            if keyset and "schema" in keyset:
+                if ready_schema != keyset["schema"] and await self._input_exists(
+                    run.id, keyset["schema"]
+                ):
+                    ready_schema = keyset["schema"]
+                if ready_schema == keyset["schema"]:
+                    wait_key = keyset.get("response", keyset["schema"])
+                    outcome = await self._resume_once(run.id, callback, marker, wait_key)
+                    if outcome is not None:
+                        return outcome
+            # Between two waits, early, or the form not stored yet: look again.
+            delay = next(delays, None)
+            if delay is None:
+                logger.info("Run %s was not waiting within %.0f s.", run.id, self._wait_seconds)
+                return Outcome.NOT_READY
+            await self._sleep(delay)
+            current = await self._read_run(run.id)
+            if current is None:
+                return Outcome.UNKNOWN
+            run = current
+
+    async def _resume_once(
+        self, run_id: UUID, callback: Callback, marker: str, wait_key: str
+    ) -> Outcome | None:
+        """Mark the answer used and resume; None when the run should be looked at again."""
+        if not await self._create_marker(run_id, marker, wait_key):
+            logger.info("Run %s already received this answer.", run_id)
+            return Outcome.ALREADY_USED
+        answer = await self._client.resume_flow_run(run_id, run_input=callback.run_input())
+        if answer.status == SetStateStatus.ACCEPT:
+            outcome = Outcome.REFUSED if callback.error else Outcome.AUTHORIZED
+            logger.info("Resumed run %s (%s).", run_id, outcome.value)
+            return outcome
+        await self._delete_marker(run_id, marker)
+        if answer.status == SetStateStatus.REJECT:
+            if answer.state is not None and answer.state.type == StateType.FAILED:
+                return Outcome.EXPIRED
+            if answer.state is not None and answer.state.type == StateType.PAUSED:
                 reason = str(getattr(answer.details, "reason", "") or "")
-                if answer.status == SetStateStatus.ACCEPT:
-                    outcome = Outcome.REFUSED if callback.error else Outcome.AUTHORIZED
-                    logger.info("Resumed run %s (%s).", run_id, outcome.value)
-                    return _with(result, outcome)
-                if answer.status == SetStateStatus.REJECT:
-                    if answer.state is not None and answer.state.type == StateType.FAILED:
-                        return _with(result, Outcome.EXPIRED)
-                    if "schema not found" not in reason:
-                        logger.warning("Run %s refused the answer: %s", run_id, reason[:200])
-                        return _with(result, Outcome.INVALID, detail="the run refused the answer")
-                # The form is still being stored, or another callback won the race:
-                # look again.
-            elif _already_answered(run):
-                return _with(result, Outcome.ALREADY_USED)
-            if time.monotonic() >= deadline:
-                logger.info("Run %s was not waiting within %.0f s.", run_id, self._wait_seconds)
-                return _with(result, Outcome.NOT_READY)
-            await asyncio.sleep(_POLL_SECONDS)
+                logger.warning("Run %s refused the answer: %s", run_id, reason[:200])
+                return Outcome.INVALID
+        # ABORT (no longer paused: another answer won, or the wait is changing): look again.
+        return None
 
-    async def _state_verifies(self, run: FlowRun, state: str) -> bool:
-        block_name = str((run.parameters or {}).get("oauth_app_block") or DEFAULT_OAUTH_APP_BLOCK)
-        secret = await self._load_app_secret(block_name)
-        if secret is None:
-            logger.warning("Run %s names an OAuth app block that cannot be loaded.", run.id)
-            return False
-        return state_matches(state, derive_state(run.id, secret))
+    async def _ended_outcome(self, run_id: UUID, final: State) -> Outcome:
+        """Expired when the run failed right after a wait whose deadline had passed."""
+        if final.type != StateType.FAILED:
+            return Outcome.ENDED
+        history = sorted(await self._client.read_flow_run_states(run_id), key=_timestamp)
+        earlier = [state for state in history if _timestamp(state) < _timestamp(final)]
+        if earlier and earlier[-1].type == StateType.PAUSED:
+            deadline = earlier[-1].state_details.pause_timeout
+            if deadline is not None and _timestamp(final) >= _as_datetime(deadline):
+                return Outcome.EXPIRED
+        return Outcome.ENDED
 
-    async def _app_secret_from_block(self, block_name: str) -> SecretStr | None:
+    async def _input_exists(self, run_id: UUID, key: str) -> bool:
         try:
-            app = await OAuthAppCredentials.aload(block_name, client=self._client)
-        except (ValueError, ObjectNotFound):
-            return None
-        return app.api_secret
+            await self._client.read_flow_run_input(run_id, key)
+        except ObjectNotFound:
+            return False
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return False
+            raise
+        return True
+
+    async def _create_marker(self, run_id: UUID, marker: str, wait_key: str) -> bool:
+        """Record the answer as used; False when it already was (the server's unique key)."""
+        value = used_code_marker(wait_key)
+        try:
+            await self._client.create_flow_run_input(
+                run_id, marker, value=value, sender=MARKER_SENDER
+            )
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 409:
+                return False
+            raise
+        return True
+
+    async def _delete_marker(self, run_id: UUID, marker: str) -> None:
+        try:
+            await self._client.delete_flow_run_input(run_id, marker)
+        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+            # A reload is then told "already used"; the code was never delivered.
+            logger.warning("Could not remove a used-answer marker of run %s: %s.", run_id, exc)
 
     async def _read_run(self, run_id: UUID) -> FlowRun | None:
         try:
@@ -141,29 +239,18 @@ class Resumer:
             raise
 
 
-def _already_answered(run: FlowRun) -> bool:
-    """A run that is not waiting but has waited before got its answer already."""
-    policy = run.empirical_policy
-    state = run.state
-    resuming = state is not None and state.type == StateType.SCHEDULED and state.name == "Resuming"
-    return bool(policy.pause_keys) or bool(policy.resuming) or resuming
+def _as_datetime(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _ended_outcome(run: FlowRun) -> Outcome:
-    state = run.state
-    assert state is not None
-    message = (state.message or "").lower()
-    if state.type == StateType.FAILED and any(marker in message for marker in _EXPIRY_MARKERS):
-        return Outcome.EXPIRED
-    if state.type == StateType.COMPLETED:
-        return Outcome.ALREADY_USED
-    return Outcome.ENDED
+def _timestamp(state: State) -> datetime:
+    return _as_datetime(state.timestamp)
 
 
-def _with(result: CallbackResult, outcome: Outcome, **changes: Any) -> CallbackResult:
+def _with(result: CallbackResult, outcome: Outcome) -> CallbackResult:
     return CallbackResult(
         outcome=outcome,
-        instance_name=changes.get("instance_name", result.instance_name),
+        instance_name=result.instance_name,
         flow_run_id=result.flow_run_id,
-        detail=changes.get("detail", result.detail),
+        detail="the run refused the answer" if outcome is Outcome.INVALID else None,
     )

@@ -21,7 +21,15 @@ class ReceiverSettings(BaseSettings):
         description="The Prefect API, e.g. http://127.0.0.1:4200/api; default: Prefect's settings.",
     )
     prefect_ui_url: str | None = Field(
-        default=None, description="The Prefect UI, for a link to the run on the result page."
+        default=None,
+        description=(
+            "The Prefect UI, for a link to the run on the result page; default: Prefect's "
+            "PREFECT_UI_URL (derived from the API URL, Prefect Cloud included)."
+        ),
+    )
+    state_key_block: str = Field(
+        default="open-connectors-state-key",
+        description="The StateSigningKey block that signs the states (created on first use).",
     )
     root_path: str = Field(
         default="",
@@ -36,6 +44,15 @@ class ReceiverSettings(BaseSettings):
         gt=0,
         le=120,
         description="How long a callback may wait for its run to start waiting or to accept it.",
+    )
+    max_concurrent_callbacks: int = Field(
+        default=32, ge=1, le=1024, description="Callbacks handled at once; beyond: 429."
+    )
+    client_burst: int = Field(
+        default=20, ge=1, le=1000, description="Requests one client address may make at once."
+    )
+    client_per_second: float = Field(
+        default=1.0, gt=0, le=100, description="Requests a client address regains per second."
     )
     allow_remote: bool = Field(
         default=False, description="Allow listening on a non-loopback interface."

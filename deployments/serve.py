@@ -2,7 +2,7 @@
 
 The deployments are those of `deployments/prefect.yaml` (names, parameters,
 schedules, triggers), so serving locally and `prefect deploy --all` register the
-same four. Runs are executed in subprocesses of this one. A run that waits for an
+same deployments. Runs are executed in subprocesses of this one. A run that waits for an
 authorization suspends and gives its process back; whichever serving process (or
 worker) is up when the answer arrives carries it on.
 """
@@ -19,10 +19,6 @@ from prefect.types.entrypoint import EntrypointType
 
 from deployments.spec import DeploymentSpec, load_specs
 
-AUTHENTICATE_DEPLOYMENT = "authenticate-infusionsoft-erp"
-REAUTHORIZE_DEPLOYMENT = "reauthorize-connector-instance"
-VERIFY_DEPLOYMENT = "verify-connector-instances"
-EXPORT_DEPLOYMENT = "export-connector-resource"
 POLL_SETTING = "PREFECT_RUNNER_POLL_FREQUENCY"
 # Prefect's default is 10 s: a new run, and a run resumed by the person's answer,
 # would wait 5 s on average before a runner picks it up. Every 2 s costs the idle

@@ -1,8 +1,8 @@
 """Authenticate an Open Connectors connector instance through OAuth 2.0, as a Prefect flow.
 
-    get_redirect_url ──▶ await_authorization ──▶ create_instance
-    (consent link)       (the run waits for       (POST /instances, token saved
-                          the person's answer)      in a block, ping, event)
+    read_connector_definition ──▶ get_redirect_url ──▶ await_authorization ──▶ create_instance
+    (GET /elements/{key}:         (consent link)       (the run waits for       (POST /instances,
+     configuration checked)                             the person's answer)      token saved, ping)
 
 Started from a deployment, the run *suspends* while it waits: no process is held,
 and after the answer arrives the flow runs again from the top. Everything before
@@ -13,76 +13,59 @@ script, a test), the run *pauses* in its process and polls every 2 seconds.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import acreate_link_artifact
-from prefect.client.schemas.objects import FlowRun, State
-from prefect.context import FlowRunContext, TaskRunContext
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import apause_flow_run, asuspend_flow_run
-from prefect.input import adelete_flow_run_input
-from pydantic import BaseModel, SecretStr
+from prefect.context import TaskRunContext
+from pydantic import SecretStr
 
-from flows.authorization_input import AuthorizationResponse, ConsentRequest, consent_description
-from flows.events import INSTANCE_CREATED, emit_authorization_failed, emit_instance_event
-from flows.handover import InstanceCheckFailedError, save_and_check
-from flows.request import (
-    DEFAULT_CREDENTIALS_BLOCK,
-    DEFAULT_OAUTH_APP_BLOCK,
+from blocks import StateSigningKey
+from blocks.run_form import (
+    Configuration,
+    ConnectorKey,
+    CredentialsBlockName,
+    OAuthAppBlockName,
+    SecretConfiguration,
+    Tags,
+)
+from flows.steps.blocks import (
     AuthorizationBlocks,
-    AuthorizationRequest,
-    ConsentSubject,
-    block_name_for,
-    build_instance_request,
+    build_instance_body,
     load_authorization_blocks,
 )
+from flows.steps.connector import read_connector_definition
+from flows.steps.consent import ConsentLink, markdown_text
+from flows.steps.events import INSTANCE_CREATED
+from flows.steps.failure import announce_failure, platform_was_unavailable
+from flows.steps.handover import InstanceSummary, hand_over
+from flows.steps.names import AUTHENTICATE_FLOW, REAUTHORIZE_DEPLOYMENT
+from flows.steps.parameters import (
+    DEFAULT_CREDENTIALS_BLOCK,
+    DEFAULT_OAUTH_APP_BLOCK,
+    DEFAULT_TIMEOUT_MINUTES,
+    AuthorizationParameters,
+    ConsentSubject,
+)
+from flows.steps.run_identity import AuthorizationPending, current_flow_run_id, run_tag
+from flows.steps.sent_marker import CodeSentMarker, send_at_most_once
+from flows.steps.waiting import forget_unread_answers, wait_for_answer
 from open_connectors import (
     AuthorizationGrant,
-    AuthorizationTimeoutError,
-    InvalidAuthorizationAnswerError,
-    OpenConnectorsError,
-    PlatformUnavailableError,
-    derive_state,
-    profile_for,
-    read_authorization_answer,
+    InstanceCheckFailedError,
 )
+from open_connectors.consent_url import check_consent_url
 from open_connectors.redaction import redact_url
 
-PAUSE_KEY_PREFIX = "authorization"
-MAX_PROMPTS = 3
-DIRECT_RUN_POLL_SECONDS = 2
-DEFAULT_TIMEOUT_MINUTES = 24 * 60
-RUN_TAG_PREFIX = "prefect-flow-run-"
 
-
-class AuthenticatedInstance(BaseModel):
+class AuthenticatedInstance(InstanceSummary):
     """What an authorization returns: where to find the instance. Never the token.
 
     Attributes:
-        instance_id: The Open Connectors instance id.
-        instance_name: The instance name.
-        element_key: The connector key.
-        block_name: The name of the `ConnectorInstance` block holding the token.
         created: False when an earlier attempt of the same run had already created it.
     """
 
-    instance_id: int
-    instance_name: str
-    element_key: str
-    block_name: str
     created: bool = True
-
-
-class AuthorizationPending(Exception):
-    """The run is suspending; Prefect turns this exit into the suspension."""
-
-
-def run_tag(flow_run_id: str) -> str:
-    """The tag that marks the instance created by one flow run (for exactly-once creation)."""
-    return f"{RUN_TAG_PREFIX}{flow_run_id}"
 
 
 def _consent_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -97,61 +80,69 @@ def _consent_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> s
     persist_result=True,
     result_serializer="json",
 )
-async def get_redirect_url(request: ConsentSubject, blocks: AuthorizationBlocks) -> ConsentRequest:
+async def get_redirect_url(subject: ConsentSubject, blocks: AuthorizationBlocks) -> ConsentLink:
     """Ask Open Connectors for the provider's consent link, with this run's state.
 
     The link is logged, published as a link artifact and returned; it holds the
     OAuth app's public client id and the state, never a secret. Used by new
-    authorizations (`AuthorizationRequest`) and re-authorizations alike.
+    authorizations and re-authorizations alike.
     """
     logger = get_run_logger()
-    flow_run_id = _flow_run_id()
     app = blocks.oauth_app
-    state = derive_state(flow_run_id, app.api_secret)
+    state_key = await StateSigningKey.aload_or_create()
+    state = state_key.signer().sign(current_flow_run_id())
     async with blocks.credentials.get_client() as client:
         answer = await client.get_oauth_url(
-            request.element_key,
+            subject.element_key,
             api_key=app.api_key,
             api_secret=app.api_secret,
             callback_url=app.callback_url,
             state=state,
             scope=app.scope,
         )
-    url = answer.oauth_url
-    _check_consent_url(url, state, app.api_secret)
-    connector = profile_for(request.element_key).name
-    consent = ConsentRequest(
-        url=url, state=state, instance_name=request.instance_name, connector_name=connector
+    url = check_consent_url(
+        answer.oauth_url,
+        state=state,
+        secrets=[app.api_secret, blocks.credentials.user_secret, state_key.current_key],
+    )
+    connector = subject.connector_name
+    consent = ConsentLink(
+        url=url,
+        state=state,
+        instance_name=subject.instance_name,
+        connector_name=connector,
+        element_key=subject.element_key,
+        instance_block=subject.instance_block,
     )
     logger.info(
         "Consent link for the %s instance %r (send it to the account owner): %s",
         connector,
-        request.instance_name,
+        subject.instance_name,
         redact_url(url),
     )
+    what = f"the {markdown_text(connector)} instance “{markdown_text(subject.instance_name)}”"
     await acreate_link_artifact(
         link=url,
-        link_text=f"Authorize {connector} for “{request.instance_name}”",
-        key=f"consent-link-{request.instance_block}",
-        description=(
-            f"Open this link to authorize the {connector} instance “{request.instance_name}”. "
-            "It stays valid while the run waits."
-        ),
+        link_text=f"Authorize {what}",
+        key=f"consent-link-{subject.instance_block}",
+        description=f"Open this link to authorize {what}. It stays valid while the run waits.",
     )
     return consent
 
 
 @task(name="await_authorization", persist_result=False)
 async def await_authorization(
-    consent: ConsentRequest, timeout_seconds: int
+    consent: ConsentLink, timeout_seconds: int, accept_bare_code: bool = False
 ) -> AuthorizationGrant | None:
     """Wait for the person's answer and check it.
 
     Suspends the run when it was started from a deployment (returns None on that
     first pass; Prefect stops the run at its next step and runs the flow again after
     the resume), and pauses in process otherwise. An empty or malformed answer gets
-    the form shown again, at most three times. The stored answer is deleted once
-    read: Prefect keeps run input in plain text.
+    the form shown again, at most three times. The answer must carry this run's
+    state, unless `accept_bare_code` (the OAuth app block's opt-in). A code this run
+    already received is refused. The stored answer is deleted once read: Prefect
+    keeps run input in plain text.
 
     Raises:
         AuthorizationDeniedError: The person refused.
@@ -159,117 +150,62 @@ async def await_authorization(
         AuthorizationTimeoutError: Nobody answered in time (direct runs).
         InvalidAuthorizationAnswerError: No usable answer after three prompts.
     """
-    logger = get_run_logger()
-    run = current_flow_run()
-    suspend = run.deployment_id is not None and run.parent_task_run_id is None
-    problem: str | None = None
-    for prompt in range(1, MAX_PROMPTS + 1):
-        key = f"{PAUSE_KEY_PREFIX}-{prompt}"
-        expires_at = datetime.now(UTC) + timedelta(seconds=timeout_seconds)
-        form = AuthorizationResponse.with_initial_data(
-            description=consent_description(
-                consent, expires_at=expires_at, previous_problem=problem
-            )
-        )
-        if suspend:
-            answer = await asuspend_flow_run(
-                wait_for_input=form, flow_run_id=run.id, key=key, timeout=timeout_seconds
-            )
-            if answer is None:
-                logger.info(
-                    "Waiting for the authorization until %s UTC. The run is suspended: no "
-                    "process is held while it waits.",
-                    f"{expires_at:%Y-%m-%d %H:%M}",
-                )
-                return None
-        else:
-            logger.info(
-                "Waiting for the authorization until %s UTC (paused in this process).",
-                f"{expires_at:%Y-%m-%d %H:%M}",
-            )
-            try:
-                answer = await apause_flow_run(
-                    wait_for_input=form,
-                    timeout=timeout_seconds,
-                    poll_interval=DIRECT_RUN_POLL_SECONDS,
-                    key=key,
-                )
-            except FlowPauseTimeout:
-                raise AuthorizationTimeoutError(
-                    f"Nobody answered the consent request within {_duration(timeout_seconds)}; "
-                    "the link has expired and no instance was created. Start a new run."
-                ) from None
-        await _forget_answer(answer, run)
-        if answer.is_empty():
-            problem = "no answer was given (an empty form, or an answer already used)."
-            logger.warning("The answer was empty; showing the form again.")
-            continue
-        try:
-            grant = read_authorization_answer(
-                expected_state=consent.state,
-                code=answer.code,
-                state=answer.state,
-                error=answer.error,
-                error_description=answer.error_description,
-            )
-        except InvalidAuthorizationAnswerError as exc:
-            problem = str(exc)
-            logger.warning("The answer could not be used (%s); showing the form again.", exc)
-            continue
-        logger.info(
-            "Authorization received%s.",
-            "" if grant.state_checked else " (a bare code, accepted without a state to check)",
-        )
-        return grant
-    raise InvalidAuthorizationAnswerError(
-        f"No usable answer after {MAX_PROMPTS} prompts (last problem: {problem}) Start a new run."
-    )
-
-
-def _transient_failure(task: Any, task_run: Any, state: State) -> bool:
-    """Retry `create_instance` only when the platform was briefly unavailable."""
-    return isinstance(state.data, PlatformUnavailableError)
+    return await wait_for_answer(consent, timeout_seconds, accept_bare_code=accept_bare_code)
 
 
 @task(
     name="create_instance",
     persist_result=False,
+    # Only what the client cannot do: outlive a longer outage. Each attempt looks the
+    # run's instance up first and never resends a code the platform may have used.
     retries=2,
-    retry_delay_seconds=[5, 15],
-    retry_condition_fn=_transient_failure,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=platform_was_unavailable,
 )
 async def create_instance(
-    request: AuthorizationRequest, blocks: AuthorizationBlocks, grant: AuthorizationGrant
+    parameters: AuthorizationParameters,
+    blocks: AuthorizationBlocks,
+    grant: AuthorizationGrant | None,
 ) -> AuthenticatedInstance:
     """Create the instance with the code, save its token in a block, and check it answers.
 
     Exactly once per run: the instance is tagged with the run id and looked up
-    before any creation, so a retry or replay adopts it instead of creating another.
-    The token is saved before the check, so a created instance is never lost.
+    before any creation, so a retry or replay adopts it instead of creating another;
+    after an ambiguous answer the code is never sent again (the client looks the
+    instance up instead, and a note on the run keeps a Retry from sending it). With
+    `grant=None` (a Retry after such an answer) the instance is only looked up. The
+    token is saved before the check, so a created instance is never lost.
 
     Raises:
         AuthorizationCodeRejectedError: The code expired or was used already.
+        InstanceOutcomeUnknownError: The answer was lost and the instance did not show;
+            a Retry of this run adopts it.
         InstanceCheckFailedError: The instance was saved but does not answer.
     """
     logger = get_run_logger()
-    flow_run_id = str(_flow_run_id())
-    instance_request = build_instance_request(
-        element_key=request.element_key,
-        name=request.instance_name,
-        configuration=request.configuration,
-        tags=request.tags,
+    run_id = current_flow_run_id()
+    tag = run_tag(run_id)
+    body = build_instance_body(
+        element_key=parameters.element_key,
+        name=parameters.instance_name,
+        configuration=parameters.configuration,
+        tags=parameters.tags,
         blocks=blocks,
-        code=grant.code,
+        code=grant.code if grant is not None else SecretStr(""),
     )
     async with blocks.credentials.get_client() as client:
-        ensured = await client.ensure_instance(
-            instance_request, idempotency_tag=run_tag(flow_run_id)
+        ensured = await send_at_most_once(
+            CodeSentMarker(run_id, "creation"),
+            tag,
+            lambda sent_before, on_send: client.ensure_instance(
+                body, run_tag=tag, sent_before=sent_before or grant is None, on_send=on_send
+            ),
         )
     instance = ensured.instance
     if instance.token is None:
         raise InstanceCheckFailedError(
             f"Open Connectors created instance {instance.id} but returned no token; re-authorize "
-            "it with the reauthorize-connector-instance deployment."
+            f"it with the {REAUTHORIZE_DEPLOYMENT} deployment."
         )
     logger.info(
         "%s instance %s (%r).",
@@ -277,74 +213,59 @@ async def create_instance(
         instance.id,
         instance.name,
     )
-    await save_and_check(
+    return await hand_over(
         instance,
+        summary=AuthenticatedInstance,
         token=instance.token,
-        element_key=request.element_key,
+        element_key=parameters.element_key,
         credentials=blocks.credentials,
-        block_name=request.instance_block,
-        flow_run_id=flow_run_id,
+        block_name=parameters.instance_block,
+        flow_run_id=str(run_id),
+        event=INSTANCE_CREATED,
         what_happened="created",
         advice=(
-            f"Re-authorize instance {instance.id} (reauthorize-connector-instance) rather than "
+            f"Re-authorize instance {instance.id} ({REAUTHORIZE_DEPLOYMENT}) rather than "
             "creating another."
         ),
-    )
-    summary = AuthenticatedInstance(
-        instance_id=instance.id,
-        instance_name=instance.name,
-        element_key=request.element_key,
-        block_name=request.instance_block,
         created=ensured.created,
-    )
-    emit_instance_event(
-        INSTANCE_CREATED,
-        instance_id=summary.instance_id,
-        instance_name=summary.instance_name,
-        element_key=summary.element_key,
-        block_name=summary.block_name,
-        payload={"created": summary.created, "flow_run_id": flow_run_id},
-    )
-    return summary
-
-
-def _announce_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
-    """Emit `open-connectors.instance.failed` when the authorization fails."""
-    parameters = flow_run.parameters or {}
-    instance_name = str(parameters.get("instance_name", ""))
-    emit_authorization_failed(
-        flow_run_id=str(flow_run.id),
-        instance_name=instance_name,
-        element_key=str(parameters.get("element_key", "")),
-        block_name=parameters.get("instance_block") or block_name_for(instance_name),
-        reason=state.message or "The authorization failed.",
     )
 
 
 @flow(
-    name="authenticate-connector-instance",
-    flow_run_name="authorize-{instance_name}",
-    on_failure=[_announce_failure],
+    name=AUTHENTICATE_FLOW,
+    flow_run_name="authenticate-{instance_name}",
+    on_failure=[
+        announce_failure(
+            instance_name_parameter="instance_name",
+            element_key_parameter="element_key",
+            default_reason="The authorization failed.",
+        ),
+        forget_unread_answers,
+    ],
+    # A run that ends before reading its answer must not keep the code as run input.
+    on_cancellation=[forget_unread_answers],
+    on_crashed=[forget_unread_answers],
     # The summary holds no secret; persisting it lets callers read it back.
     persist_result=True,
     result_serializer="json",
 )
 async def authenticate_connector_instance(
     instance_name: str,
-    element_key: str = "infusionsofterp",
-    configuration: dict[str, str] | None = None,
-    tags: list[str] | None = None,
-    credentials_block: str = DEFAULT_CREDENTIALS_BLOCK,
-    oauth_app_block: str = DEFAULT_OAUTH_APP_BLOCK,
-    secret_configuration: dict[str, str] | None = None,
-    instance_block: str | None = None,
+    element_key: ConnectorKey = "infusionsofterp",
+    configuration: Configuration = None,
+    tags: Tags = [],  # noqa: B006 - the run form's default; pydantic copies it per call
+    credentials_block: CredentialsBlockName = DEFAULT_CREDENTIALS_BLOCK,
+    oauth_app_block: OAuthAppBlockName = DEFAULT_OAUTH_APP_BLOCK,
+    secret_configuration: SecretConfiguration = None,
+    instance_block: str = "",
     authorization_timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES,
 ) -> AuthenticatedInstance:
     """Authorize a new Open Connectors connector instance through OAuth 2.0.
 
     Args:
         instance_name: The name of the new instance.
-        element_key: The connector key (Infusionsoft ERP: `infusionsofterp`).
+        element_key: The connector key (Infusionsoft ERP: `infusionsofterp`); the run form
+            offers the catalogue by name (`Infusionsoft ERP (infusionsofterp)`).
         configuration: Non-secret instance configuration, e.g.
             `{"infusionsoft.server": "dt123.infusionsoft.com"}`.
         tags: Tags of the instance.
@@ -352,13 +273,13 @@ async def authenticate_connector_instance(
         oauth_app_block: The `OAuthAppCredentials` block of the provider app.
         secret_configuration: Secret configuration by the name of the Prefect `Secret`
             block holding it, e.g. `{"infusionsoft.private.key": "infusionsoft-key"}`.
-        instance_block: The `ConnectorInstance` block to save; derived from the name.
+        instance_block: The `ConnectorInstance` block to save; empty to derive it from the name.
         authorization_timeout_minutes: How long to wait for the person's answer.
 
     Returns:
         Where to find the instance; the token is only in the block.
     """
-    request = AuthorizationRequest.build(
+    parameters = AuthorizationParameters.build(
         instance_name=instance_name,
         element_key=element_key,
         configuration=configuration,
@@ -369,62 +290,23 @@ async def authenticate_connector_instance(
         instance_block=instance_block,
         timeout_minutes=authorization_timeout_minutes,
     )
-    blocks = await load_authorization_blocks(request, flow_run_id=str(_flow_run_id()))
-    consent = await get_redirect_url(request, blocks)
-    grant = await await_authorization(consent, request.timeout_seconds)
+    run_id = current_flow_run_id()
+    blocks = await load_authorization_blocks(parameters, flow_run_id=str(run_id))
+    spec = await read_connector_definition(parameters.element_key, blocks.credentials)
+    parameters = parameters.for_connector(spec)
+    if await CodeSentMarker(run_id, "creation").exists():
+        # A Retry after an answer that got lost: the code was sent and may have been
+        # used. Never ask again nor resend: look the instance up and adopt it.
+        get_run_logger().info(
+            "An earlier attempt of this run sent its code; looking for the instance it created."
+        )
+        return await create_instance(parameters, blocks, None)
+    consent = await get_redirect_url(parameters, blocks)
+    grant = await await_authorization(
+        consent, parameters.timeout_seconds, blocks.oauth_app.accept_bare_code
+    )
     if grant is None:
         # Prefect finds the suspension request first and ends this process
         # instead of failing the run; the flow runs again after the resume.
         raise AuthorizationPending("The run is suspended until the authorization arrives.")
-    return await create_instance(request, blocks, grant)
-
-
-async def _forget_answer(answer: AuthorizationResponse, run: FlowRun) -> None:
-    """Delete the stored answer: Prefect keeps run input in plain text."""
-    if answer.metadata.key:
-        try:
-            await adelete_flow_run_input(answer.metadata.key, flow_run_id=run.id)
-        except Exception as exc:  # never lose the authorization over the clean-up
-            get_run_logger().warning(
-                "Could not delete the stored answer %r: %s", answer.metadata.key, type(exc).__name__
-            )
-
-
-def _check_consent_url(url: str, state: str, api_secret: SecretStr) -> None:
-    """Refuse a consent URL that would leak the app's secret or lose the state."""
-    if api_secret.get_secret_value() in url:
-        raise OpenConnectorsError(
-            "The platform returned a consent URL that contains the OAuth app's secret; it was "
-            "not shown. Check the platform's OAuth settings for this connector."
-        )
-    if state not in url:
-        raise OpenConnectorsError(
-            "The platform returned a consent URL without this run's state, so the answer could "
-            "not be checked. Check that the connector supports the state parameter."
-        )
-    if not url.startswith(("https://", "http://")):
-        raise OpenConnectorsError("The platform returned a consent URL that is not http(s).")
-
-
-def current_flow_run() -> FlowRun:
-    """The flow run this code runs in.
-
-    Raises:
-        RuntimeError: Called outside a flow run (these tasks need their flow run).
-    """
-    context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
-        raise RuntimeError("This task runs only inside a flow run of this project.")
-    return context.flow_run
-
-
-def _flow_run_id() -> UUID:
-    return current_flow_run().id
-
-
-def _duration(seconds: int) -> str:
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600} hour(s)"
-    if seconds % 60 == 0:
-        return f"{seconds // 60} minute(s)"
-    return f"{seconds} second(s)"
+    return await create_instance(parameters, blocks, grant)

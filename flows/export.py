@@ -26,8 +26,11 @@ from prefect.settings import PREFECT_HOME
 from pydantic import BaseModel
 
 from blocks import ConnectorInstance
-from flows.jsonl_sink import ExportTarget, WriteStats, export_target, slug, write_json_lines
-from flows.request import check_block_name, load_block
+from blocks.run_form import InstanceBlockName
+from flows.steps.blocks import load_block
+from flows.steps.jsonl_sink import ExportTarget, WriteStats, export_target, slug, write_json_lines
+from flows.steps.names import EXPORT_FLOW
+from flows.steps.parameters import check_block_name
 from open_connectors import ConfigurationError, OpenConnectorsClient
 
 DEFAULT_RESOURCE = "contacts"
@@ -144,18 +147,18 @@ async def export_records(
 
 
 @flow(
-    name="export-connector-resource",
+    name=EXPORT_FLOW,
     flow_run_name="export-{instance_block}-{resource}",
     # The summary holds no secret; persisting it lets callers read it back.
     persist_result=True,
     result_serializer="json",
 )
 async def export_connector_resource(
-    instance_block: str,
+    instance_block: InstanceBlockName,
     resource: str = DEFAULT_RESOURCE,
-    destination: str | None = None,
+    destination: str = "",
     page_size: int = DEFAULT_PAGE_SIZE,
-    where: str | None = None,
+    where: str = "",
 ) -> ExportSummary:
     """Export every record of one hub resource of a saved instance as JSON Lines.
 

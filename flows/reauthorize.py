@@ -14,59 +14,55 @@ the re-authorization instead of sending the single-use code again.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from prefect import flow, get_run_logger, task
-from prefect.client.schemas.objects import FlowRun, State
-from pydantic import BaseModel
+from pydantic import SecretStr
 
 from blocks import ConnectorInstance, OAuthAppCredentials
-from flows.authenticate import (
-    DEFAULT_TIMEOUT_MINUTES,
-    AuthorizationPending,
-    await_authorization,
-    current_flow_run,
-    get_redirect_url,
+from blocks.run_form import (
+    Configuration,
+    InstanceBlockName,
+    OAuthAppBlockName,
+    SecretConfiguration,
 )
-from flows.events import emit_authorization_failed, emit_instance_event
-from flows.handover import save_and_check
-from flows.instance_settings import InstanceSettings, settings_of_creating_run
-from flows.request import (
-    DEFAULT_OAUTH_APP_BLOCK,
+from flows.authenticate import await_authorization, get_redirect_url
+from flows.steps.blocks import (
     AuthorizationBlocks,
-    ConsentSubject,
-    build_instance_request,
-    check_block_name,
-    check_secret_configuration,
-    check_timeout_minutes,
+    build_instance_body,
     load_block,
     load_secret_configuration,
 )
+from flows.steps.connector import read_connector_definition
+from flows.steps.events import INSTANCE_REAUTHORIZED
+from flows.steps.failure import announce_failure, platform_was_unavailable
+from flows.steps.handover import InstanceSummary, hand_over
+from flows.steps.instance_settings import InstanceSettings, settings_of_creating_run
+from flows.steps.names import AUTHENTICATE_DEPLOYMENT, REAUTHORIZE_FLOW
+from flows.steps.parameters import (
+    DEFAULT_OAUTH_APP_BLOCK,
+    DEFAULT_TIMEOUT_MINUTES,
+    ConsentSubject,
+    check_block_name,
+    check_secret_configuration,
+    check_timeout_minutes,
+)
+from flows.steps.run_identity import (
+    AuthorizationPending,
+    current_flow_run_id,
+    reauthorization_tag,
+)
+from flows.steps.sent_marker import CodeSentMarker, send_at_most_once
+from flows.steps.waiting import forget_unread_answers
 from open_connectors import (
     AuthorizationGrant,
     ConfigurationError,
     Instance,
+    InstanceGoneError,
     InstanceNotFoundError,
-    InstanceRequest,
-    OpenConnectorsClient,
-    OpenConnectorsError,
-    PlatformUnavailableError,
-    profile_for,
 )
 from open_connectors.connectors import prepare_configuration
 
-INSTANCE_REAUTHORIZED = "open-connectors.instance.reauthorized"
-REAUTHORIZATION_TAG_PREFIX = "prefect-reauthorized-by-"
-PUT_ATTEMPTS = 3
-PUT_RETRY_SECONDS = 2.0
 
-
-class InstanceGoneError(OpenConnectorsError):
-    """The instance no longer exists in Open Connectors, so it cannot keep its id."""
-
-
-class ReauthorizationRequest(ConsentSubject):
+class ReauthorizationParameters(ConsentSubject):
     """What one re-authorization sends, checked and normalized.
 
     Attributes:
@@ -86,80 +82,14 @@ class ReauthorizationRequest(ConsentSubject):
     timeout_seconds: int
 
 
-class ReauthorizedInstance(BaseModel):
+class ReauthorizedInstance(InstanceSummary):
     """What a re-authorization returns: where to find the instance. Never the token.
 
     Attributes:
-        instance_id: The instance id, the same as before.
-        instance_name: The instance name.
-        element_key: The connector key.
-        block_name: The `ConnectorInstance` block, now holding the current token.
         updated: False when an earlier attempt of the same run had already re-authorized it.
     """
 
-    instance_id: int
-    instance_name: str
-    element_key: str
-    block_name: str
     updated: bool = True
-
-
-def reauthorization_tag(flow_run_id: str) -> str:
-    """The tag that marks an instance re-authorized by one flow run."""
-    return f"{REAUTHORIZATION_TAG_PREFIX}{flow_run_id}"
-
-
-def tags_after_reauthorization(current: list[str], flow_run_id: str) -> list[str]:
-    """The instance's tags with this run's mark in place of earlier ones.
-
-    `PUT` replaces tags wholesale, so every other tag (the person's, and the
-    `prefect-flow-run-<id>` of the run that created the instance) is sent back.
-    """
-    kept = [tag for tag in current if not tag.startswith(REAUTHORIZATION_TAG_PREFIX)]
-    return [*kept, reauthorization_tag(flow_run_id)]
-
-
-async def reauthorize_once(
-    client: OpenConnectorsClient,
-    instance_id: int,
-    request: InstanceRequest,
-    *,
-    flow_run_id: str,
-    attempts: int = PUT_ATTEMPTS,
-    retry_seconds: float = PUT_RETRY_SECONDS,
-) -> tuple[Instance, bool]:
-    """Send `PUT /instances/{id}` with the code at most once for this run.
-
-    Every attempt reads the instance first: if it carries this run's mark, an
-    earlier attempt's `PUT` went through (its answer may have been lost) and is
-    adopted. The code is sent again only after a failure in which the platform
-    cannot have used it, which the next read tells.
-
-    Returns:
-        The instance after the re-authorization, and whether this call made it.
-
-    Raises:
-        InstanceNotFoundError: The instance does not exist.
-        AuthorizationCodeRejectedError: The provider refused the code.
-        PlatformUnavailableError: The platform kept failing.
-    """
-    mark = reauthorization_tag(flow_run_id)
-    last_error: PlatformUnavailableError | None = None
-    for attempt in range(1, attempts + 1):
-        current = await client.get_instance(instance_id)
-        if mark in current.tags:
-            return current, False
-        body = request.model_copy(
-            update={"tags": tags_after_reauthorization(current.tags, flow_run_id)}
-        )
-        try:
-            return await client.reauthorize_instance(instance_id, body), True
-        except PlatformUnavailableError as exc:
-            last_error = exc
-            if attempt < attempts:
-                await asyncio.sleep(retry_seconds * attempt)
-    assert last_error is not None
-    raise last_error
 
 
 @task(name="resolve_instance_settings", persist_result=False)
@@ -186,7 +116,7 @@ async def resolve_instance_settings(
             f"Instance {saved.instance_id} ('{saved.instance_name}', block '{instance_block}') "
             "no longer exists in Open Connectors (it was deleted), so it cannot be "
             "re-authorized under the same id. Authorize a new instance with the "
-            f"authenticate-infusionsoft-erp deployment; to reuse the block name "
+            f"{AUTHENTICATE_DEPLOYMENT} deployment; to reuse the block name "
             f"'{instance_block}', delete that block first."
         ) from None
     if instance.element is not None and instance.element.key != saved.element_key:
@@ -222,26 +152,25 @@ async def resolve_instance_settings(
     return instance, settings
 
 
-def _transient_failure(task: Any, task_run: Any, state: State) -> bool:
-    """Retry `reauthorize_instance` only when the platform was briefly unavailable."""
-    return isinstance(state.data, PlatformUnavailableError)
-
-
 @task(
     name="reauthorize_instance",
     persist_result=False,
-    # Safe to retry: each attempt looks for this run's mark before sending the code.
+    # Only what the client cannot do: outlive a longer outage. Each attempt reads the
+    # instance for this run's mark first and never resends a code it may have used.
     retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=_transient_failure,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=platform_was_unavailable,
 )
 async def reauthorize_instance(
-    request: ReauthorizationRequest,
+    parameters: ReauthorizationParameters,
     blocks: AuthorizationBlocks,
     saved: ConnectorInstance,
-    grant: AuthorizationGrant,
+    grant: AuthorizationGrant | None,
 ) -> ReauthorizedInstance:
     """Re-authorize the instance with the code (`PUT`, once), save its token, check it answers.
+
+    With `grant=None` (a Retry after a lost answer) the instance is only read for
+    this run's mark; the code is never sent twice.
 
     Raises:
         AuthorizationCodeRejectedError: The code expired or was used already.
@@ -249,88 +178,82 @@ async def reauthorize_instance(
         OpenConnectorsError: The instance was re-authorized but does not answer.
     """
     logger = get_run_logger()
-    flow_run_id = str(current_flow_run().id)
-    body = build_instance_request(
-        element_key=request.element_key,
-        name=request.instance_name,
-        configuration=request.configuration,
-        tags=[],  # set from the instance's current tags by reauthorize_once
+    run_id = current_flow_run_id()
+    mark = reauthorization_tag(run_id)
+    body = build_instance_body(
+        element_key=parameters.element_key,
+        name=parameters.instance_name,
+        configuration=parameters.configuration,
+        tags=[],  # the client sends the instance's current tags with this run's mark
         blocks=blocks,
-        code=grant.code,
+        code=grant.code if grant is not None else SecretStr(""),
     )
     async with blocks.credentials.get_client() as client:
         try:
-            instance, updated = await reauthorize_once(
-                client, request.instance_id, body, flow_run_id=flow_run_id
+            ensured = await send_at_most_once(
+                CodeSentMarker(run_id, "reauthorization"),
+                mark,
+                lambda sent_before, on_send: client.ensure_reauthorized(
+                    parameters.instance_id,
+                    body,
+                    mark_tag=mark,
+                    sent_before=sent_before or grant is None,
+                    on_send=on_send,
+                ),
             )
         except InstanceNotFoundError:
             raise InstanceGoneError(
-                f"Instance {request.instance_id} was deleted in Open Connectors while this run "
+                f"Instance {parameters.instance_id} was deleted in Open Connectors while this run "
                 "waited; it cannot be re-authorized. Authorize a new instance instead."
             ) from None
+        instance, updated = ensured.instance, ensured.created
         if instance.token is None:
             # Some answers leave the token out; the instance's own read has it.
-            instance = await client.get_instance(request.instance_id)
+            instance = await client.get_instance(parameters.instance_id)
     logger.info(
         "%s instance %s (%r); its id is unchanged.",
         "Re-authorized" if updated else "An earlier attempt of this run re-authorized",
         instance.id,
         instance.name,
     )
-    await save_and_check(
+    return await hand_over(
         instance,
+        summary=ReauthorizedInstance,
         token=instance.token or saved.token,
-        element_key=request.element_key,
+        element_key=parameters.element_key,
         credentials=saved.credentials,
-        block_name=request.instance_block,
-        flow_run_id=flow_run_id,
+        block_name=parameters.instance_block,
+        flow_run_id=str(run_id),
+        event=INSTANCE_REAUTHORIZED,
         what_happened="re-authorized",
         advice="Check that it is enabled in Open Connectors.",
-    )
-    summary = ReauthorizedInstance(
-        instance_id=instance.id,
-        instance_name=instance.name,
-        element_key=request.element_key,
-        block_name=request.instance_block,
         updated=updated,
-    )
-    emit_instance_event(
-        INSTANCE_REAUTHORIZED,
-        instance_id=summary.instance_id,
-        instance_name=summary.instance_name,
-        element_key=summary.element_key,
-        block_name=summary.block_name,
-        payload={"updated": updated, "flow_run_id": flow_run_id},
-    )
-    return summary
-
-
-def _announce_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
-    """Emit `open-connectors.instance.failed` when the re-authorization fails."""
-    parameters = flow_run.parameters or {}
-    block_name = str(parameters.get("instance_block", ""))
-    emit_authorization_failed(
-        flow_run_id=str(flow_run.id),
-        instance_name=block_name,
-        element_key="",
-        block_name=block_name or None,
-        reason=state.message or "The re-authorization failed.",
     )
 
 
 @flow(
-    name="reauthorize-connector-instance",
+    name=REAUTHORIZE_FLOW,
     flow_run_name="reauthorize-{instance_block}",
-    on_failure=[_announce_failure],
+    on_failure=[
+        announce_failure(
+            instance_name_parameter="instance_block",
+            element_key_parameter=None,
+            default_reason="The re-authorization failed.",
+        ),
+        forget_unread_answers,
+    ],
+    # A run that ends before reading its answer must not keep the code as run input.
+    on_cancellation=[forget_unread_answers],
+    on_crashed=[forget_unread_answers],
     # The summary holds no secret; persisting it lets callers read it back.
     persist_result=True,
     result_serializer="json",
 )
 async def reauthorize_connector_instance(
-    instance_block: str,
-    oauth_app_block: str = DEFAULT_OAUTH_APP_BLOCK,
-    configuration: dict[str, str] | None = None,
-    secret_configuration: dict[str, str] | None = None,
+    instance_block: InstanceBlockName,
+    oauth_app_block: OAuthAppBlockName = DEFAULT_OAUTH_APP_BLOCK,
+    configuration: Configuration = None,
+    secret_configuration: SecretConfiguration = None,
     authorization_timeout_minutes: float = DEFAULT_TIMEOUT_MINUTES,
 ) -> ReauthorizedInstance:
     """Re-authorize a saved Open Connectors instance with a new code; its id stays the same.
@@ -363,15 +286,16 @@ async def reauthorize_connector_instance(
     instance, settings = await resolve_instance_settings(
         saved, block_name, configuration, secret_configuration
     )
-    profile = profile_for(saved.element_key)
+    spec = await read_connector_definition(saved.element_key, saved.credentials)
     secret_names = check_secret_configuration(settings.secret_configuration)
-    request = ReauthorizationRequest(
+    parameters = ReauthorizationParameters(
         instance_name=instance.name,
-        element_key=profile.key,
+        element_key=spec.key,
+        connector_name=spec.name,
         instance_block=block_name,
         instance_id=instance.id,
-        hub=profile.hub,
-        configuration=prepare_configuration(profile, settings.configuration, list(secret_names)),
+        hub=spec.hub,
+        configuration=prepare_configuration(spec, settings.configuration, list(secret_names)),
         secret_configuration=secret_names,
         oauth_app_block=oauth_app_block,
         timeout_seconds=timeout_seconds,
@@ -381,10 +305,15 @@ async def reauthorize_connector_instance(
         oauth_app=oauth_app,
         secret_configuration=await load_secret_configuration(secret_names),
     )
-    consent = await get_redirect_url(request, blocks)
-    grant = await await_authorization(consent, request.timeout_seconds)
+    if await CodeSentMarker(current_flow_run_id(), "reauthorization").exists():
+        # A Retry after a lost answer: the code was sent; read the instance, never resend.
+        return await reauthorize_instance(parameters, blocks, saved, None)
+    consent = await get_redirect_url(parameters, blocks)
+    grant = await await_authorization(
+        consent, parameters.timeout_seconds, blocks.oauth_app.accept_bare_code
+    )
     if grant is None:
         # As in the authorization: Prefect ends this process on the suspension
         # instead of failing the run; the flow runs again after the resume.
         raise AuthorizationPending("The run is suspended until the authorization arrives.")
-    return await reauthorize_instance(request, blocks, saved, grant)
+    return await reauthorize_instance(parameters, blocks, saved, grant)

@@ -26,8 +26,10 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel
 
 from blocks import ConnectorInstance
-from flows.events import INSTANCE_BROKEN, INSTANCE_RECOVERED, emit_instance_event
-from flows.health import (
+from blocks.run_form import InstanceBlockName
+from flows.steps.blocks import load_block
+from flows.steps.events import INSTANCE_BROKEN, INSTANCE_RECOVERED, emit_instance_event
+from flows.steps.health import (
     REAUTHORIZABLE,
     HealthRecord,
     InstanceCheck,
@@ -37,11 +39,13 @@ from flows.health import (
     utc_now,
     write_record,
 )
-from flows.request import check_block_name, load_block
-from flows.saved_instances import saved_instance_names
+from flows.steps.names import REAUTHORIZE_DEPLOYMENT, REAUTHORIZE_FLOW, VERIFY_FLOW, full_name
+from flows.steps.parameters import check_block_name
+from flows.steps.pending_consents import report_pending_consents
+from flows.steps.saved_instances import saved_instance_names
 from open_connectors import OpenConnectorsError
 
-REAUTHORIZE_DEPLOYMENT = "reauthorize-connector-instance/reauthorize-connector-instance"
+REAUTHORIZE_DEPLOYMENT_NAME = full_name(REAUTHORIZE_FLOW, REAUTHORIZE_DEPLOYMENT)
 HEALTH_ARTIFACT_KEY = "connector-instance-health"
 MAX_CONCURRENT_CHECKS = 8
 
@@ -201,11 +205,11 @@ def _run_name() -> str:
     return f"verify-instances-{utc_now():%Y-%m-%d-%H%M}"
 
 
-@flow(name="verify-connector-instances", flow_run_name=_run_name)
+@flow(name=VERIFY_FLOW, flow_run_name=_run_name)
 async def verify_connector_instances(
-    instance_blocks: list[str] | None = None,
+    instance_blocks: list[InstanceBlockName] = [],  # noqa: B006 - the run form's default
     reauthorize_broken: bool = False,
-    reauthorization_deployment: str = REAUTHORIZE_DEPLOYMENT,
+    reauthorization_deployment: str = REAUTHORIZE_DEPLOYMENT_NAME,
 ) -> list[InstanceHealth]:
     """Ping every saved connector instance and report each one's status.
 
@@ -214,6 +218,10 @@ async def verify_connector_instances(
         reauthorize_broken: Start a re-authorization run for each instance whose
             credentials were revoked (once per breakage; a person still has to consent).
         reauthorization_deployment: The re-authorization deployment, as `flow/deployment`.
+
+    It also lists the authorizations waiting for consent and those whose wait expired
+    (the `authorization-waits` artifact) and emits `open-connectors.consent.expired`
+    once per expired run (`flows.steps.pending_consents`).
 
     Returns:
         One line per instance; the same lines make the `connector-instance-health` artifact.
@@ -240,6 +248,8 @@ async def verify_connector_instances(
 
     report = list(await asyncio.gather(*(verify_one(name) for name in names)))
     await _publish(report)
+    # Authorizations waiting for consent, and expired waits (announced once each).
+    await report_pending_consents()
     counts = {
         status: sum(item.check.status == status for item in report)
         for status in ("ok", "broken", "unknown")

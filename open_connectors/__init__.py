@@ -2,12 +2,19 @@
 
 from open_connectors.authorization import (
     AuthorizationGrant,
-    authorization_id_from_state,
-    derive_state,
+    StateSigner,
+    code_digest,
     read_authorization_answer,
+    used_code_key,
 )
 from open_connectors.client import EnsuredInstance, OpenConnectorsClient
-from open_connectors.connectors import ConnectorProfile, profile_for
+from open_connectors.connectors import (
+    ConnectorProfile,
+    ConnectorSpec,
+    profile_for,
+    resolve_connector,
+)
+from open_connectors.definitions import ConnectorDefinition
 from open_connectors.errors import (
     ApiError,
     AuthorizationCodeRejectedError,
@@ -16,20 +23,38 @@ from open_connectors.errors import (
     AuthorizationTimeoutError,
     ConfigurationError,
     ConnectorNotFoundError,
+    DisconnectRefusedError,
+    DuplicateInstancesError,
     InstanceAuthenticationError,
+    InstanceBlockTakenError,
+    InstanceCheckFailedError,
     InstanceDisabledError,
+    InstanceGoneError,
     InstanceNotFoundError,
+    InstanceOutcomeUnknownError,
     InvalidAuthorizationAnswerError,
+    NotOAuth2ConnectorError,
     OAuthAppRejectedError,
     OpenConnectorsError,
     PlatformAuthenticationError,
     PlatformUnavailableError,
     ProviderError,
+    ProviderForbiddenError,
+    RunEndedWhileWaitingError,
     StateMismatchError,
+    UnknownStateKeyError,
+    UnusableConsentUrlError,
 )
-from open_connectors.models import Element, Instance, InstanceRequest, OAuthUrl, Page
+from open_connectors.models import Element, Instance, InstanceBody, OAuthUrl, Page
 from open_connectors.regions import DEFAULT_BASE_URL, REGIONS
 from open_connectors.retry import RetryPolicy
+from open_connectors.tags import (
+    check_user_tags,
+    creating_run_id,
+    reauthorization_tag,
+    run_tag,
+    tags_after_reauthorization,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -41,16 +66,25 @@ __all__ = [
     "AuthorizationGrant",
     "AuthorizationTimeoutError",
     "ConfigurationError",
+    "ConnectorDefinition",
     "ConnectorNotFoundError",
     "ConnectorProfile",
+    "ConnectorSpec",
+    "DisconnectRefusedError",
+    "DuplicateInstancesError",
     "Element",
     "EnsuredInstance",
     "Instance",
     "InstanceAuthenticationError",
+    "InstanceBlockTakenError",
+    "InstanceBody",
+    "InstanceCheckFailedError",
     "InstanceDisabledError",
+    "InstanceGoneError",
     "InstanceNotFoundError",
-    "InstanceRequest",
+    "InstanceOutcomeUnknownError",
     "InvalidAuthorizationAnswerError",
+    "NotOAuth2ConnectorError",
     "OAuthAppRejectedError",
     "OAuthUrl",
     "OpenConnectorsClient",
@@ -59,10 +93,21 @@ __all__ = [
     "PlatformAuthenticationError",
     "PlatformUnavailableError",
     "ProviderError",
+    "ProviderForbiddenError",
     "RetryPolicy",
+    "RunEndedWhileWaitingError",
     "StateMismatchError",
-    "authorization_id_from_state",
-    "derive_state",
+    "StateSigner",
+    "UnknownStateKeyError",
+    "UnusableConsentUrlError",
+    "check_user_tags",
+    "code_digest",
+    "creating_run_id",
     "profile_for",
     "read_authorization_answer",
+    "reauthorization_tag",
+    "resolve_connector",
+    "run_tag",
+    "tags_after_reauthorization",
+    "used_code_key",
 ]

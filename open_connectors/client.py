@@ -10,6 +10,27 @@ Example:
             callback_url="https://auth.cloudelements.io/oauth", state=state,
         )
     ```
+
+Sending a single-use code at most once (`ensure_instance`, `ensure_reauthorized`):
+look the instance up by this run's tag first (a retry or replay adopts it), then
+send. Transport retries (`RetryPolicy`, in `_call`) resend the code only after an
+answer proving nothing was processed: no connection, a connect or pool timeout,
+408, 429, 503. After an ambiguous answer (read timeout, write error or connection
+lost after sending, 500, 502, 504) the code is never sent again: the instance is
+looked up by its tag with bounded backoff (`ambiguous_lookup_seconds`, 60 s by
+default: N = 10 more look-ups, 1 s doubling to 8 s apart), adopted when it shows,
+else `InstanceOutcomeUnknownError` says that a Retry of the same run adopts it.
+
+Requests of one `ensure_instance` call, with `max_attempts` = A (4 by default) and
+N = len(look_up_delays(ambiguous_lookup_seconds)) (10 by default):
+
+- a lasting outage (503 to everything): exactly A = 4. The first look-up fails
+  with `PlatformUnavailableError`, and nothing is sent;
+- at worst, whatever the faults: A for the first look-up, A POSTs (resent only
+  after not-processed answers), N look-ups of up to A list requests each, and up
+  to A reads by id of the instance found: (N + 3) * A = 52 by default. The code
+  reaches the platform's processing at most once: it is resent only after the
+  answers that prove the earlier request was not processed.
 """
 
 from __future__ import annotations
@@ -20,38 +41,52 @@ import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
+from open_connectors.definitions import ConnectorDefinition
 from open_connectors.errors import (
     ApiError,
     AuthorizationCodeRejectedError,
+    ConfigurationError,
     ConnectorNotFoundError,
+    DuplicateInstancesError,
     InstanceAuthenticationError,
     InstanceDisabledError,
     InstanceNotFoundError,
+    InstanceOutcomeUnknownError,
     OAuthAppRejectedError,
-    OpenConnectorsError,
     PlatformAuthenticationError,
     PlatformUnavailableError,
     ProviderError,
+    ProviderForbiddenError,
 )
-from open_connectors.models import Element, Instance, InstanceRequest, OAuthUrl, Page
+from open_connectors.models import Element, Instance, InstanceBody, OAuthUrl, Page
 from open_connectors.redaction import install_httpx_log_redaction
 from open_connectors.regions import normalize_base_url
-from open_connectors.retry import RetryPolicy, parse_retry_after
+from open_connectors.retry import (
+    AMBIGUOUS_STATUSES,
+    RetryPolicy,
+    look_up_delays,
+    parse_retry_after,
+)
+from open_connectors.tags import check_user_tags, tags_after_reauthorization
 
 __all__ = ["EnsuredInstance", "OpenConnectorsClient"]
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+DEFAULT_AMBIGUOUS_LOOKUP_SECONDS = 60.0
 DEFAULT_PAGE_SIZE = 200
 USER_AGENT = "prefect-open-connectors-auth/0.1"
 
 Sleep = Callable[[float], Awaitable[None]]
+OnSend = Callable[[], Awaitable[None]]
 CallKind = Literal["platform", "hub"]
+_Model = TypeVar("_Model", bound=BaseModel)
+_INSTANCE_LIST = TypeAdapter(list[Instance])
 
 
 @functools.cache
@@ -86,13 +121,27 @@ class _PlatformAuth(httpx.Auth):
         yield request
 
 
+class _AmbiguousAnswer(Exception):
+    """A non-idempotent request may or may not have been processed; never resend it.
+
+    Attributes:
+        what: What happened, for the message (never a secret): `HTTP 504`, `ReadTimeout`.
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
 @dataclass(frozen=True)
 class EnsuredInstance:
-    """The outcome of `OpenConnectorsClient.ensure_instance`.
+    """The outcome of `ensure_instance` or `ensure_reauthorized`.
 
     Attributes:
         instance: The instance, with its token.
-        created: False when an earlier attempt had already created it.
+        created: True when this call's request created (or re-authorized) it; False
+            when it was adopted: an earlier attempt, or this call's request whose
+            answer was lost, had done it.
     """
 
     instance: Instance
@@ -116,6 +165,8 @@ class OpenConnectorsClient:
         retry_policy: When and how long to wait before retrying.
         transport: An httpx transport (tests use `httpx.MockTransport` or an ASGI app).
         sleep: The coroutine used to wait between retries.
+        ambiguous_lookup_seconds: How long to look for an instance after an
+            ambiguous answer to the request that carried its code.
     """
 
     def __init__(
@@ -129,10 +180,12 @@ class OpenConnectorsClient:
         retry_policy: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        ambiguous_lookup_seconds: float = DEFAULT_AMBIGUOUS_LOOKUP_SECONDS,
     ) -> None:
         install_httpx_log_redaction()
         self.base_url = normalize_base_url(base_url)
         self.retry_policy = retry_policy or RetryPolicy()
+        self.ambiguous_lookup_seconds = max(float(ambiguous_lookup_seconds), 0.0)
         self._sleep = sleep
         self._has_element_token = element_token is not None
         self._http = httpx.AsyncClient(
@@ -173,7 +226,33 @@ class OpenConnectorsClient:
             operation=f"read the connector '{element_key}'",
             not_found=_connector_not_found(element_key),
         )
-        return Element.model_validate(response.json())
+        return _parse(Element, response, "the connector")
+
+    async def get_connector_definition(self, key_or_id: str) -> ConnectorDefinition:
+        """Read a connector's own definition: `GET /elements/{keyOrId}`.
+
+        Its authentication type and its `configuration` fields (required, defaults,
+        types) are what `open_connectors.connectors.prepare_configuration` checks.
+
+        Raises:
+            ConnectorNotFoundError: The platform does not know the key (its words quoted).
+            ApiError: The answer is not a connector definition.
+        """
+        response = await self._call(
+            "GET",
+            f"/elements/{_segment(key_or_id)}",
+            operation=f"read the definition of connector '{key_or_id}'",
+            not_found=_connector_not_found(key_or_id),
+        )
+        try:
+            return ConnectorDefinition.model_validate(response.json())
+        except (ValueError, UnicodeDecodeError):  # not JSON, or not a definition
+            raise ApiError(
+                f"Open Connectors answered the definition of connector '{key_or_id}' with "
+                "something that is not a connector definition. Check the credentials "
+                "block's base_url (it must end in /elements/api-v2)",
+                status_code=response.status_code,
+            ) from None
 
     async def get_oauth_url(
         self,
@@ -214,62 +293,249 @@ class OpenConnectorsClient:
             )
         else:
             self._raise_for_answer(response, operation=operation, not_found=not_found)
-        return OAuthUrl.model_validate(response.json())
+        return _parse(OAuthUrl, response, "the consent URL request")
 
     # -- instances ----------------------------------------------------------------
 
-    async def create_instance(self, request: InstanceRequest) -> Instance:
+    async def create_instance(self, body: InstanceBody) -> Instance:
         """Create (authenticate) an instance with an authorization code: `POST /instances`.
 
-        Not idempotent: prefer `ensure_instance`, which survives a lost answer.
+        Not idempotent and sent once: prefer `ensure_instance`, which survives a lost
+        answer.
 
         Raises:
             AuthorizationCodeRejectedError: The code expired, was used, or is not ours.
-            OAuthAppRejectedError: The provider refused the OAuth app's key or secret.
+            OAuthAppRejectedError: The provider refused the OAuth app or its callback URL.
+            PlatformUnavailableError: The platform failed; the request may have been
+                processed when the answer was ambiguous.
         """
         response = await self._call(
             "POST",
             "/instances",
-            operation=f"create the instance '{request.name}'",
-            json=request.to_body(),
+            operation=f"create the instance '{body.name}'",
+            json=body.to_body(),
             idempotent=False,
-            not_found=_connector_not_found(request.element_key),
+            not_found=_connector_not_found(body.element_key),
         )
-        return Instance.model_validate(response.json())
+        return _parse(Instance, response, "the creation of an instance")
 
     async def ensure_instance(
-        self, request: InstanceRequest, *, idempotency_tag: str, attempts: int = 3
+        self,
+        body: InstanceBody,
+        *,
+        run_tag: str,
+        sent_before: bool = False,
+        on_send: OnSend | None = None,
     ) -> EnsuredInstance:
-        """Create the instance exactly once, tagged with `idempotency_tag`.
+        """Create the instance once for this run, sending its single-use code at most once.
 
-        Looks the tag up first, so a retry after a lost answer (the platform created
-        the instance but the answer never arrived) adopts that instance instead of
-        creating a second one, and never sends the single-use code twice.
+        The instance is tagged with `run_tag`. The tag is looked up first: an
+        instance carrying exactly that tag is adopted (a retry or a replay), two or
+        more are refused. Otherwise `POST /instances` is sent; after an ambiguous
+        answer the tag is looked up with bounded backoff instead of sending again
+        (see the module docstring).
+
+        Args:
+            body: What to create; its tags are the person's (reserved prefixes refused).
+            run_tag: This run's tag, e.g. `tags.run_tag(flow_run_id)`.
+            sent_before: An earlier attempt of this run already sent this code (the
+                caller keeps a durable marker): never send, only look up.
+            on_send: Awaited right before the code is sent, e.g. to persist that marker.
+
+        Returns:
+            The instance with its token, and whether this call created it.
+
+        Raises:
+            ConfigurationError: A user tag uses a reserved prefix (before any request).
+            DuplicateInstancesError: Several instances carry `run_tag`.
+            InstanceOutcomeUnknownError: The code was sent, the answer was ambiguous,
+                and the instance did not show within `ambiguous_lookup_seconds`.
+            PlatformUnavailableError: The platform failed and the code was not
+                processed (or never sent): sending it again later is safe.
+            AuthorizationCodeRejectedError: The provider refused the code.
         """
-        tagged = request.model_copy(update={"tags": _with_tag(request.tags, idempotency_tag)})
-        last_error: OpenConnectorsError | None = None
-        for attempt in range(1, attempts + 1):
-            existing = await self.find_instances(tags=[idempotency_tag])
-            if existing:
-                return EnsuredInstance(await self.get_instance(existing[0].id), created=False)
+        tag = run_tag
+        check_user_tags(t for t in body.tags if t != tag)
+        tagged = body.model_copy(update={"tags": _with_tag(body.tags, tag)})
+
+        async def send() -> Instance:
+            return await self._send_code(
+                "POST",
+                "/instances",
+                tagged,
+                operation=f"create the instance '{body.name}'",
+                not_found=_connector_not_found(body.element_key),
+            )
+
+        return await self._at_most_once(
+            look_up=lambda: self._find_tagged(tag),
+            send=send,
+            sent_before=sent_before,
+            on_send=on_send,
+            done=f"created the instance '{body.name}'",
+            tag=tag,
+        )
+
+    async def ensure_reauthorized(
+        self,
+        instance_id: int,
+        body: InstanceBody,
+        *,
+        mark_tag: str,
+        sent_before: bool = False,
+        on_send: OnSend | None = None,
+    ) -> EnsuredInstance:
+        """Re-authorize an instance once for this run: `PUT /instances/{id}` at most once.
+
+        The instance is read first: if it carries `mark_tag`, an earlier attempt's
+        `PUT` went through and is adopted. Otherwise the `PUT` carries the code and
+        the instance's current tags, older re-authorization marks replaced by
+        `mark_tag` (`PUT` replaces tags wholesale). After an ambiguous answer the
+        instance is read with bounded backoff (its tags may lag) until the mark shows.
+
+        Args:
+            instance_id: The instance; its id is kept.
+            body: The full create body with the new code; its tags are replaced.
+            mark_tag: This run's mark, e.g. `tags.reauthorization_tag(flow_run_id)`.
+            sent_before: An earlier attempt of this run already sent this code.
+            on_send: Awaited right before the code is sent.
+
+        Returns:
+            The instance with its token, and whether this call re-authorized it.
+
+        Raises:
+            InstanceNotFoundError: No such instance.
+            InstanceOutcomeUnknownError: The code was sent, the answer was ambiguous,
+                and the mark did not show within `ambiguous_lookup_seconds`.
+            PlatformUnavailableError: The platform failed and the code was not processed.
+            AuthorizationCodeRejectedError: The provider refused the code.
+        """
+        current: list[Instance] = []
+
+        async def look_up() -> Instance | None:
+            instance = await self.get_instance(instance_id)
+            current[:] = [instance]
+            return instance if mark_tag in instance.tags else None
+
+        async def send() -> Instance:
+            tags = tags_after_reauthorization(current[0].tags, mark_tag)
+            return await self._send_code(
+                "PUT",
+                f"/instances/{int(instance_id)}",
+                body.model_copy(update={"tags": tags}),
+                operation=f"re-authorize instance {instance_id}",
+                not_found=_instance_not_found(instance_id),
+            )
+
+        return await self._at_most_once(
+            look_up=look_up,
+            send=send,
+            sent_before=sent_before,
+            on_send=on_send,
+            done=f"re-authorized instance {instance_id}",
+            tag=mark_tag,
+        )
+
+    async def _at_most_once(
+        self,
+        *,
+        look_up: Callable[[], Awaitable[Instance | None]],
+        send: Callable[[], Awaitable[Instance]],
+        sent_before: bool,
+        on_send: OnSend | None,
+        done: str,
+        tag: str,
+    ) -> EnsuredInstance:
+        """Look up, send at most once, and after an ambiguous answer look up with a bound.
+
+        The one implementation behind `ensure_instance` and `ensure_reauthorized`.
+        Transport retries stay in `_call`; this adds only the bounded look-up.
+        """
+        found = await look_up()
+        if found is not None:
+            return EnsuredInstance(found, created=False)
+        if sent_before:
+            why = "an earlier attempt of this run already sent its single-use code"
+        else:
+            if on_send is not None:
+                await on_send()
             try:
-                return EnsuredInstance(await self.create_instance(tagged), created=True)
-            except PlatformUnavailableError as exc:
-                # The answer was lost or the platform failed mid-way: it may have
-                # created the instance anyway, so look again before resending.
-                last_error = exc
-                if attempt < attempts:
-                    await self._sleep(self.retry_policy.delay(attempt))
-        assert last_error is not None
-        raise last_error
+                return EnsuredInstance(await send(), created=True)
+            except _AmbiguousAnswer as answer:
+                why = f"the answer to the request was lost ({answer.what})"
+        for delay in look_up_delays(self.ambiguous_lookup_seconds):
+            await self._sleep(delay)
+            try:
+                found = await look_up()
+            except PlatformUnavailableError:
+                continue  # still unknown; the next look-up may get through
+            if found is not None:
+                return EnsuredInstance(found, created=False)
+        raise InstanceOutcomeUnknownError(
+            f"Open Connectors may have {done}: {why}, and nothing carrying the tag '{tag}' "
+            f"showed within {self.ambiguous_lookup_seconds:g} s. The instance may exist on "
+            "the platform. The single-use code is never sent twice; a Retry of this same run "
+            "(the Retry button of the flow run in the Prefect UI, or the API) looks it up "
+            "again and adopts it.",
+            look_up_seconds=self.ambiguous_lookup_seconds,
+        )
+
+    async def _send_code(
+        self,
+        method: str,
+        path: str,
+        body: InstanceBody,
+        *,
+        operation: str,
+        not_found: Callable[[httpx.Response, _ErrorBody], ApiError],
+    ) -> Instance:
+        """Send a body carrying a single-use code; raise `_AmbiguousAnswer` when in doubt."""
+        response = await self._call(
+            method,
+            path,
+            operation=operation,
+            json=body.to_body(),
+            idempotent=False,
+            at_most_once=True,
+            not_found=not_found,
+        )
+        return _parse(Instance, response, f"the request to {operation}")
+
+    async def _find_tagged(self, tag: str) -> Instance | None:
+        """The one instance carrying exactly `tag`, with its token; None if none does.
+
+        The list filter is only a hint: a platform may ignore it, so each listed
+        instance's own tags decide.
+
+        Raises:
+            DuplicateInstancesError: Two or more instances carry the tag.
+        """
+        listed = await self.find_instances(tags=[tag])
+        ids = sorted({instance.id for instance in listed if tag in instance.tags})
+        if len(ids) > 1:
+            raise DuplicateInstancesError(
+                f"{len(ids)} instances carry the tag '{tag}' (ids "
+                f"{', '.join(str(i) for i in ids)}), which only one instance may carry, so "
+                "none is adopted. Keep the one to use, delete the others in Open Connectors "
+                "(DELETE /instances/{id}), then retry this run.",
+                tag=tag,
+                instance_ids=ids,
+            )
+        if not ids:
+            return None
+        return await self.get_instance(ids[0])
 
     async def find_instances(self, *, tags: list[str] | None = None) -> list[Instance]:
-        """List instances, optionally only those carrying every tag in `tags`."""
+        """List instances, optionally only those carrying every tag in `tags`.
+
+        The platform applies the filter; callers that rely on it check each
+        instance's `tags` too.
+        """
         params = [("tags[]", tag) for tag in tags or []]
         response = await self._call(
             "GET", "/instances", operation="list instances", params=params or None
         )
-        return [Instance.model_validate(item) for item in response.json()]
+        return _parse(_INSTANCE_LIST, response, "the list of instances")
 
     async def get_instance(self, instance_id: int) -> Instance:
         """Read one instance, its token included.
@@ -283,10 +549,13 @@ class OpenConnectorsClient:
             operation=f"read instance {instance_id}",
             not_found=_instance_not_found(instance_id),
         )
-        return Instance.model_validate(response.json())
+        return _parse(Instance, response, f"instance {instance_id}")
 
-    async def reauthorize_instance(self, instance_id: int, request: InstanceRequest) -> Instance:
+    async def reauthorize_instance(self, instance_id: int, body: InstanceBody) -> Instance:
         """Re-authorize an instance with a new code: `PUT /instances/{id}`; the id is kept.
+
+        Sent once, tags as given: prefer `ensure_reauthorized`, which survives a
+        lost answer and keeps the instance's tags.
 
         Raises:
             InstanceNotFoundError: No such instance.
@@ -296,11 +565,11 @@ class OpenConnectorsClient:
             "PUT",
             f"/instances/{int(instance_id)}",
             operation=f"re-authorize instance {instance_id}",
-            json=request.to_body(),
+            json=body.to_body(),
             idempotent=False,
             not_found=_instance_not_found(instance_id),
         )
-        return Instance.model_validate(response.json())
+        return _parse(Instance, response, f"the re-authorization of instance {instance_id}")
 
     async def delete_instance(self, instance_id: int) -> None:
         """Delete an instance; its token stops working.
@@ -345,7 +614,8 @@ class OpenConnectorsClient:
             params["nextPage"] = next_page
         if where:
             params["where"] = where
-        path = f"/hubs/{_segment(hub)}/{'/'.join(_segment(p) for p in resource.split('/'))}"
+        segments = resource.strip("/").split("/")
+        path = f"/hubs/{_segment(hub)}/{'/'.join(_segment(part) for part in segments)}"
         response = await self._call(
             "GET", path, operation=f"read '{resource}'", params=params, kind="hub"
         )
@@ -425,8 +695,14 @@ class OpenConnectorsClient:
         kind: CallKind = "platform",
         not_found: Callable[[httpx.Response, _ErrorBody], ApiError] | None = None,
         raise_errors: bool = True,
+        at_most_once: bool = False,
     ) -> httpx.Response:
-        """Send a request with the retry policy, then turn an error answer into an exception."""
+        """Send a request with the retry policy, then turn an error answer into an exception.
+
+        With `at_most_once` (a request carrying a single-use code), an answer that
+        leaves it unknown whether the platform processed the request raises
+        `_AmbiguousAnswer` instead, for the caller to look the outcome up.
+        """
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
         policy = self.retry_policy
@@ -441,6 +717,8 @@ class OpenConnectorsClient:
                 ):
                     await self._sleep(policy.delay(attempt))
                     continue
+                if at_most_once and policy.is_ambiguous_error(exc):
+                    raise _AmbiguousAnswer(type(exc).__name__) from None
                 host = urlsplit(self.base_url).netloc
                 raise PlatformUnavailableError(
                     f"Could not reach Open Connectors at {host} to {operation}: "
@@ -452,10 +730,17 @@ class OpenConnectorsClient:
                 and attempt < policy.max_attempts
                 and policy.should_retry_status(response.status_code, idempotent=idempotent)
             ):
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                await response.aclose()
-                await self._sleep(policy.delay(attempt, retry_after))
+                header = response.headers.get("Retry-After")
+                await response.aclose()  # first: nothing below may leave it open
+                await self._sleep(policy.delay(attempt, parse_retry_after(header)))
                 continue
+            if at_most_once and response.status_code in AMBIGUOUS_STATUSES:
+                await response.aclose()
+                request_id = _ErrorBody.parse(response).request_id  # the body is read already
+                raise _AmbiguousAnswer(
+                    f"HTTP {response.status_code}"
+                    + (f", request {request_id}" if request_id else "")
+                )
             _release_stream(response)
             if raise_errors:
                 self._raise_for_answer(
@@ -505,15 +790,42 @@ class OpenConnectorsClient:
                 **details,
             )
         if status == 403 and kind == "hub":
-            raise InstanceDisabledError(
-                f"The instance is disabled in Open Connectors ({operation}). Enable it in "
-                "Open Connectors or re-authorize it",
+            # The platform answers 403 for a disabled instance and for a resource the
+            # provider forbids: only its own words tell which.
+            if not body.provider_message and "disabled" in (body.message or "").lower():
+                raise InstanceDisabledError(
+                    f"The instance is disabled in Open Connectors ({operation}). Enable it in "
+                    "Open Connectors or re-authorize it",
+                    **details,
+                )
+            words = body.provider_error()[1] or body.provider_message or body.message or "no reason"
+            raise ProviderForbiddenError(
+                f"The provider forbids this resource to the instance's account while trying "
+                f"to {operation} ({words}). The instance is not reported disabled: check the "
+                "account's permissions and plan with the provider, or read another resource",
                 **details,
             )
         if status == 404 and not_found is not None:
             raise not_found(response, body)
         if body.provider_message:
             error, description = body.provider_error()
+            words = (description or body.provider_message).lower()
+            if error == "invalid_request" and "redirect_uri" in words:
+                raise OAuthAppRejectedError(
+                    f"The provider refused the callback URL ({description or error}): the OAuth "
+                    "app block's callback_url must be exactly a redirect URI registered with the "
+                    "provider app, the same one the consent link used. Fix callback_url or the "
+                    "app's registration, then authorize again",
+                    **details,
+                )
+            if error == "invalid_grant" and "unable to authenticate" in words:
+                # Keap's answer to a code exchange with an unknown client or wrong secret.
+                raise OAuthAppRejectedError(
+                    f"The provider did not recognise the OAuth app ({description or error}). "
+                    "Check api_key and api_secret in the OAuth app block against the app "
+                    "registered with the provider",
+                    **details,
+                )
             if error == "invalid_grant":
                 raise AuthorizationCodeRejectedError(
                     f"The provider refused the authorization code ({description or error}). "
@@ -570,7 +882,12 @@ class _ErrorBody:
             data = json.loads(self.provider_message)
         except json.JSONDecodeError:
             lowered = self.provider_message.lower()
-            for error in ("invalid_grant", "invalid_client", "unauthorized_client"):
+            for error in (
+                "invalid_grant",
+                "invalid_client",
+                "unauthorized_client",
+                "invalid_request",
+            ):
                 if error in lowered:
                     return error, self.provider_message
             return None, self.provider_message
@@ -586,9 +903,12 @@ class _ErrorBody:
 
 def _connector_not_found(element_key: str) -> Callable[[httpx.Response, _ErrorBody], ApiError]:
     def build(response: httpx.Response, body: _ErrorBody) -> ApiError:
+        # The platform's own words come first: they name what it looked for.
+        said = f" The platform says: “{body.message}”." if body.message else ""
         return ConnectorNotFoundError(
-            f"Open Connectors has no connector with key '{element_key}'. Check element_key "
-            "(for example 'infusionsofterp') and that the connector exists in your account",
+            f"Open Connectors has no connector with key '{element_key}'.{said} Check "
+            "element_key (for example 'infusionsofterp') and that the connector exists in "
+            "your account",
             status_code=response.status_code,
             request_id=body.request_id,
             platform_message=body.message,
@@ -624,9 +944,50 @@ def _secret(value: SecretStr | str) -> SecretStr:
     return value if isinstance(value, SecretStr) else SecretStr(value)
 
 
+def _parse(model: type[_Model] | TypeAdapter[Any], response: httpx.Response, what: str) -> Any:
+    """Validate a platform answer; a malformed one raises `ApiError` naming fields only.
+
+    Pydantic's own message quotes the offending input, which may hold a token or
+    a secret; here only field paths and error types reach the message.
+    """
+    try:
+        data = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(
+            f"Open Connectors answered {what} with something that is not JSON",
+            status_code=response.status_code,
+        ) from None
+    try:
+        if isinstance(model, TypeAdapter):
+            return model.validate_python(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = exc.errors(include_url=False, include_context=False, include_input=False)
+        fields = "; ".join(
+            f"{'.'.join(str(part)[:40] for part in problem['loc']) or '(answer)'}: "
+            f"{problem['type']}"
+            for problem in problems[:5]
+        )
+        raise ApiError(
+            f"Open Connectors answered {what} with an unexpected shape ({fields})",
+            status_code=response.status_code,
+        ) from None
+
+
 def _segment(value: str) -> str:
-    """Quote one path segment so that user input cannot change the path."""
-    return quote(str(value), safe="")
+    """Quote one path segment so that user input cannot change the path.
+
+    Raises:
+        ConfigurationError: The segment is empty, `.` or `..` (a client would
+            resolve them and reach another path).
+    """
+    text = str(value)
+    if text in ("", ".", ".."):
+        raise ConfigurationError(
+            f"{text!r} cannot be part of an Open Connectors path: use a connector key, hub "
+            "or resource name (for example 'infusionsofterp', 'erp', 'contacts')."
+        )
+    return quote(text, safe="")
 
 
 def _with_tag(tags: list[str], tag: str) -> list[str]:

@@ -57,7 +57,7 @@ class Instance(_Answer):
         return value if value is not None else []
 
 
-class InstanceRequest(BaseModel):
+class InstanceBody(BaseModel):
     """What `POST /instances` (create) and `PUT /instances/{id}` (re-authorize) send.
 
     Attributes:

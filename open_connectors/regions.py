@@ -12,6 +12,9 @@ API_PATH = "/elements/api-v2"
 REGIONS: dict[str, str] = {
     "sap-us2": "https://api.openconnectors.us2.ext.hana.ondemand.com/elements/api-v2",
     "sap-eu": "https://api.openconnectors.ext.hana.ondemand.com/elements/api-v2",
+    # Cloud Foundry production hosts (open-connectors-api.md §12).
+    "sap-eu10": "https://api.openconnectors.eu10.ext.hana.ondemand.com/elements/api-v2",
+    "sap-us10": "https://api.openconnectors.us10.ext.hana.ondemand.com/elements/api-v2",
     "sap-trial-us10": "https://api.openconnectors.trial.us10.ext.hana.ondemand.com/elements/api-v2",
     "sap-trial-neo": "https://api.openconnectors.ext.hanatrial.ondemand.com/elements/api-v2",
     "cloud-elements": "https://api.cloud-elements.com/elements/api-v2",

@@ -25,6 +25,9 @@ NOT_SENT_ERRORS: tuple[type[Exception], ...] = (
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
 )
+# Statuses after which it is unknown whether a non-idempotent request was processed
+# (a gateway gave up, or the backend failed mid-way): never send it again.
+AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     *NOT_SENT_ERRORS,
     httpx.ReadError,
@@ -62,6 +65,15 @@ class RetryPolicy:
         errors = TRANSIENT_ERRORS if idempotent else NOT_SENT_ERRORS
         return isinstance(error, errors)
 
+    def is_ambiguous_error(self, error: Exception) -> bool:
+        """Whether a transport error leaves it unknown if the request was processed.
+
+        Everything but a failure to connect or to get a pooled connection: the
+        request may have reached the platform (read timeout, write error, lost
+        connection).
+        """
+        return isinstance(error, httpx.TransportError) and not isinstance(error, NOT_SENT_ERRORS)
+
     def delay(self, retry_number: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number `retry_number` (1 for the first retry)."""
         if retry_after is not None:
@@ -74,17 +86,40 @@ class RetryPolicy:
         return self._random.uniform(delay / 2, delay)
 
 
+def look_up_delays(total_seconds: float, *, first: float = 1.0, cap: float = 8.0) -> list[float]:
+    """Waits between look-ups of an instance after an ambiguous answer, summing to `total_seconds`.
+
+    Doubling from `first` up to `cap`; the last wait is what is left. Deterministic,
+    so the number of look-ups is known in advance: `1 + len(look_up_delays(...))`.
+    """
+    delays: list[float] = []
+    left = max(total_seconds, 0.0)
+    step = first
+    while left > 1e-9:
+        wait = min(step, cap, left)
+        delays.append(wait)
+        left -= wait
+        step *= 2
+    return delays
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Read a `Retry-After` header: delay seconds or an HTTP date. None when absent or invalid."""
+    """Read a `Retry-After` header: delay seconds or an HTTP date. None when absent or invalid.
+
+    Never raises: absurd values (a date centuries ahead, thousands of digits) come
+    back as `inf` for the caller's cap to clamp, malformed ones as None.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(value)  # thousands of digits give inf, never an error
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    except OverflowError:
+        return float("inf")
+    except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)

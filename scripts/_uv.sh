@@ -6,4 +6,7 @@ else
   python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv
   UV=(python3 -m uv)
 fi
-"${UV[@]}" sync --frozen --quiet
+# Bytecode compiled once at install: with PYTHONDONTWRITEBYTECODE set (as on CI machines)
+# every flow-run process would otherwise compile Prefect's sources again (about 7.5 s
+# instead of 2.8 s to import it on 2 cores).
+"${UV[@]}" sync --frozen --quiet --compile-bytecode

@@ -17,10 +17,10 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 
-from devstack.consent import decide
-from devstack.runs import consent_link, wait_for_form
-from devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack, local_stack
 from tests.e2e.leak_audit import LeakAudit
+from tooling.devstack.consent import decide
+from tooling.devstack.runs import consent_link, wait_for_form
+from tooling.devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack, local_stack
 
 DEPLOYMENT = "authenticate-connector-instance/authenticate-infusionsoft-erp"
 SERVER = "https://dt123.infusionsoft.com"
@@ -28,10 +28,23 @@ SERVER = "https://dt123.infusionsoft.com"
 pytestmark = pytest.mark.e2e
 
 
+# The session's stack tests the suspended wait (restarts, kills, concurrency while
+# suspended): its runs suspend at once. tests/e2e/test_hot_wait.py has its own stack.
+# Every callback of the tests comes from one loopback address, where a real receiver
+# behind a proxy sees one address per person: its per-client limits are raised here.
+SUSPEND_AT_ONCE = {
+    "OC_HOT_WAIT_SECONDS": "0",
+    "OC_CALLBACK_CLIENT_BURST": "200",
+    "OC_CALLBACK_MAX_CONCURRENT_CALLBACKS": "200",
+}
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The running stack, with the sandbox blocks saved."""
-    with local_stack(tmp_path_factory.mktemp("stack"), lifetime=3600) as running:
+    with local_stack(
+        tmp_path_factory.mktemp("stack"), lifetime=3600, environment=SUSPEND_AT_ONCE
+    ) as running:
         yield running
 
 
@@ -136,7 +149,7 @@ async def authorize_through_deployment(
     client: PrefectClient, instance_name: str, **parameters: Any
 ) -> tuple[FlowRun, int]:
     """Run a whole authorization through the served deployment; return the run and instance id."""
-    from devstack.runs import resume_with_answer, wait_for_final
+    from tooling.devstack.runs import resume_with_answer, wait_for_final
 
     run = await start_authorization(instance_name, **parameters)
     await resume_with_answer(client, run.id, {"code": await consent_redirect(client, run)})
@@ -237,3 +250,17 @@ async def _export_trigger_only_where_asked(
         await set_automation_enabled(
             client, EXPORT_TRIGGER, "export_trigger_on" in request.fixturenames
         )
+
+
+async def save_someone_elses_instance(block: str, instance_id: int) -> None:
+    """Save an instance block of another authorization under `block` (a name taken)."""
+    from blocks import ConnectorInstance, OpenConnectorsCredentials
+
+    credentials = await OpenConnectorsCredentials.aload("open-connectors")
+    await ConnectorInstance(
+        instance_id=instance_id,
+        instance_name="Someone else",
+        element_key="infusionsofterp",
+        token="t",
+        credentials=credentials,
+    ).asave(block, overwrite=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from devstack.stack import LocalStack
+from tooling.devstack.stack import LocalStack
 
 _BASE64_BLOB = re.compile(rb"[A-Za-z0-9+/=_-]{24,}")
 

@@ -7,26 +7,27 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from prefect.client.orchestration import PrefectClient
+from prefect.exceptions import PrefectHTTPStatusError
 
-from blocks import ConnectorInstance
-from devstack.runs import (
+from blocks import ConnectorInstance, StateSigningKey
+from flows.steps.events import INSTANCE_CREATED, INSTANCE_FAILED
+from tests.e2e.conftest import (
+    SandboxAdmin,
+    consent_redirect,
+    run_tag,
+    save_someone_elses_instance,
+    start_authorization,
+    wait_for_events,
+)
+from tests.e2e.leak_audit import database_findings, file_findings
+from tooling.devstack.runs import (
     ResumeRefused,
     read_run_input,
     resume_with_answer,
     wait_for_final,
     wait_for_form,
 )
-from devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack
-from flows.events import INSTANCE_CREATED, INSTANCE_FAILED
-from open_connectors import derive_state
-from tests.e2e.conftest import (
-    SandboxAdmin,
-    consent_redirect,
-    run_tag,
-    start_authorization,
-    wait_for_events,
-)
-from tests.e2e.leak_audit import database_findings, file_findings
+from tooling.devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -118,7 +119,7 @@ async def test_refusal_fails_the_run_with_the_provider_words_and_no_instance(
     final = await wait_for_final(prefect, run.id)
     assert final.state is not None and final.state.is_failed()
     assert "access_denied" in (final.state.message or "")
-    assert "The user denied access." in (final.state.message or "")
+    assert "User denied access to resource" in (final.state.message or "")
     assert await sandbox.instances(run_tag(run.id)) == []
     events = await wait_for_events(
         prefect, INSTANCE_FAILED, resource_prefix=f"open-connectors.authorization.{run.id}"
@@ -136,7 +137,8 @@ async def test_a_foreign_state_is_refused_and_creates_nothing(
     # The code of this run with the state of another (as a forged or mixed-up answer).
     app = (await sandbox.http.get("/_sandbox/requests")).status_code  # sandbox reachable
     assert app == 200
-    forged_state = derive_state(other_run.id, "not-the-app-secret")
+    # Signed with the real key, but for another run: the answer must be refused.
+    forged_state = (await StateSigningKey.aload_or_create()).signer().sign(other_run.id)
     await resume_with_answer(prefect, run.id, {"code": answer["code"], "state": forged_state})
     final = await wait_for_final(prefect, run.id)
     assert final.state is not None and final.state.is_failed()
@@ -154,8 +156,9 @@ async def test_a_reused_code_fails_with_a_message_to_start_again(
     assert (await wait_for_final(prefect, first.id)).state.is_completed()  # type: ignore[union-attr]
 
     second = await start_authorization("Second ERP")
-    await wait_for_form(prefect, second.id)
-    await resume_with_answer(prefect, second.id, {"code": answer["code"]})  # a bare code
+    # The first run's code with the second run's own state (a code used elsewhere).
+    second_state = query(await consent_redirect(prefect, second))["state"]
+    await resume_with_answer(prefect, second.id, {"code": answer["code"], "state": second_state})
     final = await wait_for_final(prefect, second.id)
     assert final.state is not None and final.state.is_failed()
     message = final.state.message or ""
@@ -225,11 +228,46 @@ async def test_bad_parameters_fail_before_any_platform_call(
     prefect: PrefectClient, sandbox: SandboxAdmin, parameters: dict[str, object], words: str
 ) -> None:
     before = len(await sandbox.requests())
-    run = await start_authorization("Bad input ERP", **parameters)
+    try:
+        run = await start_authorization("Bad input ERP", **parameters)
+    except PrefectHTTPStatusError as refused:
+        # The typed run form's schema refuses it before a run even exists.
+        assert refused.response.status_code == 409 and words in refused.response.text
+        assert len(await sandbox.requests()) == before
+        return
     final = await wait_for_final(prefect, run.id)
     assert final.state is not None and final.state.is_failed()
     assert words in (final.state.message or "")
     assert len(await sandbox.requests()) == before
+
+
+async def test_a_run_that_ends_before_reading_its_answer_keeps_no_code(
+    prefect: PrefectClient, sandbox: SandboxAdmin
+) -> None:
+    # The name is taken while the run is suspended: resumed with the answer, the run
+    # runs again from the top and stops at the block check, before it reads the answer.
+    run = await start_authorization("Taken while waiting")
+    redirect = await consent_redirect(prefect, run)
+    await save_someone_elses_instance("taken-while-waiting", 99)
+    await resume_with_answer(prefect, run.id, {"code": redirect})
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_failed(), final.state
+    assert "already holds instance" in (final.state.message or "")
+    assert await sandbox.instances(run_tag(run.id)) == []
+    # Prefect would keep the unread answer, code and all, as the run's input. The
+    # failure hook deletes it; Prefect runs hooks just after it records the Failed state.
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        stored = await prefect.filter_flow_run_input(
+            run.id, key_prefix="suspended-", limit=100, exclude_keys=set()
+        )
+        answers = [item.key for item in stored if item.key.endswith("-response")]
+        if not answers or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.25)
+    assert stored, "the wait's schema and description are still there"
+    assert answers == [], "the failure hook did not delete the unread answer within 30 s"
+    assert not [item for item in stored if query(redirect)["code"] in item.value]
 
 
 async def _secret_value(name: str) -> str:

@@ -15,10 +15,10 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from prefect.client.orchestration import PrefectClient
 
-from devstack.consent import decide
-from devstack.runs import consent_link, wait_for_final, wait_for_form
-from devstack.stack import LocalStack
 from tests.e2e.conftest import SandboxAdmin, run_tag, start_authorization
+from tooling.devstack.consent import decide
+from tooling.devstack.runs import consent_link, wait_for_final, wait_for_form
+from tooling.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -123,8 +123,14 @@ async def test_pasting_the_redirect_address_into_the_resume_form(
 
     await open_resume_dialog(page, sandbox_blocks, run.id)
     dialog = page.get_by_role("dialog")
-    await dialog.get_by_role("textbox").first.fill(redirect)
+    # The form is drawn once the run's input schema has loaded: a value typed before
+    # that is wiped by the redraw, and the run would be resumed with an empty answer.
+    await expect(dialog.get_by_role("link", name="Authorize Infusionsoft ERP")).to_be_visible()
+    code = dialog.get_by_role("textbox").first
+    await code.fill(redirect)
+    await expect(code).to_have_value(redirect)
     await dialog.get_by_role("button", name="Submit").click()
+    await expect(dialog).to_be_hidden()
 
     final = await wait_for_final(prefect, run.id)
     assert final.state is not None and final.state.is_completed(), final.state

@@ -10,11 +10,13 @@ import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.states import Cancelled
 
-from devstack.consent import decide
-from devstack.runs import wait_for_final, wait_for_form
-from devstack.stack import LocalStack
-from open_connectors import derive_state
+from blocks import DEFAULT_STATE_KEY_BLOCK, StateSigningKey
+from open_connectors import StateSigner
 from tests.e2e.conftest import SandboxAdmin, consent_redirect, run_tag, start_authorization
+from tests.states import client_secret_state
+from tooling.devstack.consent import decide
+from tooling.devstack.runs import wait_for_final, wait_for_form
+from tooling.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -73,14 +75,29 @@ async def test_forged_and_malformed_callbacks_change_nothing(
     run = await start_authorization("Receiver forged ERP")
     redirect = await consent_redirect(prefect, run)
     code = httpx.URL(redirect).params["code"]
+    state = httpx.URL(redirect).params["state"]
     callback = sandbox_blocks.callback_url
+    app = sandbox_blocks.sandbox.config.oauth_apps[0]
+    signer = (await StateSigningKey.aload(DEFAULT_STATE_KEY_BLOCK, client=prefect)).signer()
     attempts = {
-        "forged": {"code": code, "state": derive_state(run.id, "a-guessed-secret")},
-        "unknown run": {"code": code, "state": derive_state(uuid4(), "a-guessed-secret")},
+        "altered": {
+            "code": code,
+            "state": state[:-4] + ("AAAA" if state[-4:] != "AAAA" else "BBBB"),
+        },
+        "client secret": {"code": code, "state": client_secret_state(run.id, app.client_secret)},
+        "guessed key": {"code": code, "state": StateSigner("a-guessed-key-0123").sign(run.id)},
+        "unknown run": {"code": code, "state": signer.sign(uuid4())},
         "no state": {"code": code},
-        "both": {"code": code, "error": "access_denied", "state": str(run.id)},
+        "both": {"code": code, "error": "access_denied", "state": state},
     }
-    expected = {"forged": 400, "unknown run": 404, "no state": 400, "both": 400}
+    expected = {
+        "altered": 400,
+        "client secret": 400,
+        "guessed key": 410,
+        "unknown run": 404,
+        "no state": 400,
+        "both": 400,
+    }
     for name, params in attempts.items():
         page = await browser.get(callback, params=params)
         assert page.status_code == expected[name], name
@@ -122,7 +139,8 @@ async def test_an_answer_arriving_before_the_run_waits_is_not_lost(
     """The person answers at once (the link is in the log before the wait starts)."""
     app = sandbox_blocks.sandbox.config.oauth_apps[0]
     run = await start_authorization("Receiver quick ERP")
-    state = derive_state(run.id, app.client_secret)
+    signer = (await StateSigningKey.aload_or_create(client=prefect)).signer()
+    state = signer.sign(run.id)
     link = (
         await browser.post(
             f"{sandbox_blocks.sandbox.api_base_url}/elements/infusionsofterp/oauth/url",
@@ -144,10 +162,23 @@ async def test_an_answer_arriving_before_the_run_waits_is_not_lost(
     assert len(await sandbox.instances(run_tag(run.id))) == 1
 
 
+async def test_rotating_the_state_key_while_a_run_waits_still_completes_it(
+    prefect: PrefectClient, sandbox: SandboxAdmin, browser: httpx.AsyncClient
+) -> None:
+    run = await start_authorization("Receiver rotated ERP")
+    redirect = await consent_redirect(prefect, run)
+    await StateSigningKey.arotate(client=prefect)
+    page = await browser.get(redirect)
+    assert page.status_code == 200 and outcome(page) == "authorized", page.text
+    final = await wait_for_final(prefect, run.id)
+    assert final.state is not None and final.state.is_completed(), final.state
+    assert len(await sandbox.instances(run_tag(run.id))) == 1
+
+
 async def test_manual_paste_keeps_working_next_to_the_receiver(
     prefect: PrefectClient, sandbox: SandboxAdmin
 ) -> None:
-    from devstack.runs import resume_with_answer
+    from tooling.devstack.runs import resume_with_answer
 
     run = await start_authorization("Receiver paste ERP")
     redirect = await consent_redirect(prefect, run)
@@ -174,3 +205,17 @@ async def test_concurrent_form_wait(prefect: PrefectClient) -> None:
     _, description = await wait_for_form(prefect, run.id)
     assert "continue by itself" in description
     await prefect.set_flow_run_state(run.id, Cancelled(), force=True)
+
+
+async def test_concurrent_first_uses_of_the_state_key_end_with_one_key(
+    prefect: PrefectClient,
+) -> None:
+    """Against the real server: the losers of the save race load the winner's key."""
+    name = f"state-key-{uuid4().hex[:8]}"
+    keys = await asyncio.gather(
+        *(StateSigningKey.aload_or_create(name, client=prefect) for _ in range(5))
+    )
+    assert len({key.current_key.get_secret_value() for key in keys}) == 1
+    saved = await StateSigningKey.aload(name, client=prefect)
+    assert saved.current_key == keys[0].current_key
+    await StateSigningKey.adelete(name, client=prefect)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,32 +19,18 @@ from prefect.client.schemas.filters import (
 
 import flows
 from deployments.spec import load_specs
-from devstack.consent import decide
-from devstack.prefect_server import prefect_environment, start_prefect_server
-from devstack.processes import start_process
-from devstack.runs import consent_link, resume_with_answer, wait_for_final, wait_for_form
-from devstack.stack import SERVED_DEPLOYMENTS, LocalStack
 from tests.e2e.conftest import SandboxAdmin, run_tag, start_authorization
+from tooling.devstack.consent import decide
+from tooling.devstack.prefect_server import prefect_environment, start_prefect_server
+from tooling.devstack.runs import consent_link, resume_with_answer, wait_for_final, wait_for_form
+from tooling.devstack.stack import SERVED_DEPLOYMENTS, LocalStack
+from tooling.devstack.workers import create_process_pool, deploy_all
 
 pytestmark = pytest.mark.e2e
 
 PROJECT_ROOT = Path(flows.__file__).resolve().parent.parent
 POOL = "open-connectors"
 OAUTH_URL_PATH = "/elements/api-v2/elements/infusionsofterp/oauth/url"
-
-
-def run_cli(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path, timeout: float) -> str:
-    """Run a Prefect CLI command to completion (stopped by its pid if it overruns); its output."""
-    process = start_process(
-        argv[0], [sys.executable, "-m", "prefect", *argv], env=env, log_path=log, cwd=cwd
-    )
-    try:
-        process.popen.wait(timeout=timeout)
-    finally:
-        process.stop()
-    output = log.read_text(errors="replace")
-    assert process.popen.returncode == 0, output[-3000:]
-    return output
 
 
 def expected() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -60,24 +45,11 @@ def test_prefect_deploy_registers_the_four_deployments_with_a_process_pool(
     # away from the serving process.
     server = start_prefect_server(tmp_path / "home")
     try:
-        env = {**prefect_environment(server.home, server.api_url), "COLUMNS": "200"}
-        logs = tmp_path / "logs"
-        run_cli(
-            ["work-pool", "create", POOL, "--type", "process"],
-            env=env,
-            cwd=tmp_path,
-            log=logs / "pool.log",
-            timeout=120,
-        )
+        env = prefect_environment(server.home, server.api_url)
+        create_process_pool(env, tmp_path, POOL)
         # From another directory's point of view the deploy must not matter: run it where
         # the README says, with nothing of this test's own environment but the server.
-        run_cli(
-            ["--no-prompt", "deploy", "--all"],
-            env=env,
-            cwd=PROJECT_ROOT / "deployments",
-            log=logs / "deploy.log",
-            timeout=240,
-        )
+        deploy_all(env, tmp_path, PROJECT_ROOT / "deployments")
         api = httpx.Client(base_url=server.api_url, timeout=10)
         registered = {
             item["name"]: item for item in api.post("/deployments/filter", json={}).json()
@@ -114,7 +86,7 @@ def test_prefect_deploy_registers_the_four_deployments_with_a_process_pool(
 async def test_serving_registers_the_same_four_deployments(
     prefect: PrefectClient, sandbox_blocks: LocalStack
 ) -> None:
-    assert len(SERVED_DEPLOYMENTS) == 4
+    assert len(SERVED_DEPLOYMENTS) == len(load_specs())
     for name, (flow_name, parameters) in expected().items():
         deployment = await prefect.read_deployment_by_name(f"{flow_name}/{name}")
         assert deployment.parameters == parameters

@@ -12,11 +12,11 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.client.schemas.objects import FlowRun
 
-from devstack.runs import resume_with_answer, wait_for_form
-from devstack.stack import LocalStack
 from flows import authenticate_connector_instance
 from open_connectors import AuthorizationTimeoutError
 from tests.e2e.conftest import SERVER, SandboxAdmin, consent_redirect, run_tag
+from tooling.devstack.runs import resume_with_answer, wait_for_form
+from tooling.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +41,7 @@ async def test_a_direct_run_pauses_and_continues_in_its_process(
             instance_name="Direct ERP", configuration={"infusionsoft.server": SERVER}
         )
     )
-    run = await find_run(prefect, "authorize-Direct ERP")
+    run = await find_run(prefect, "authenticate-Direct ERP")
     waiting, _ = await wait_for_form(prefect, run.id)
     assert waiting.state is not None and waiting.state.name == "Paused"
     assert waiting.deployment_id is None

@@ -13,13 +13,10 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import arun_deployment
 
 from blocks import ConnectorInstance
-from devstack.consent import decide
-from devstack.runs import consent_link, resume_with_answer, wait_for_final, wait_for_form
-from devstack.stack import LocalStack
-from flows.events import INSTANCE_BROKEN, INSTANCE_RECOVERED
-from flows.health import read_record
 from flows.reauthorize import INSTANCE_REAUTHORIZED, reauthorization_tag
-from flows.saved_instances import saved_instance_names
+from flows.steps.events import INSTANCE_BROKEN, INSTANCE_RECOVERED
+from flows.steps.health import read_record
+from flows.steps.saved_instances import saved_instance_names
 from tests.e2e.conftest import (
     SandboxAdmin,
     authorize_through_deployment,
@@ -29,6 +26,9 @@ from tests.e2e.conftest import (
     wait_for_deployment_run,
     wait_for_events,
 )
+from tooling.devstack.consent import decide
+from tooling.devstack.runs import consent_link, resume_with_answer, wait_for_final, wait_for_form
+from tooling.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +219,45 @@ async def test_a_revoked_instance_is_reauthorized_and_recovers_with_the_same_id(
     record = await read_record(block)
     assert record is not None and record.status == "ok" and record.instance_id == instance_id
     assert record.reauthorization_flow_run is None
+
+
+async def test_a_zendesk_instance_is_checked_and_reauthorized_like_any_other(
+    prefect: PrefectClient, sandbox: SandboxAdmin, no_scheduled_checks: None
+) -> None:
+    # A connector without a hand-written profile: its definition comes from the platform.
+    _, instance_id = await authorize_through_deployment(
+        prefect,
+        "Zendesk desk",
+        element_key="Zendesk (zendesk)",  # as the run form's catalogue sends it
+        configuration={"zendesk.subdomain": "acme"},
+        secret_configuration={},
+    )
+    block = "zendesk-desk"
+    _, table = await run_check(prefect, instance_blocks=[block])
+    assert (row_of(table, block)["status"], row_of(table, block)["change"]) == ("ok", "")
+
+    revoked = await sandbox.http.post(f"/_sandbox/instances/{instance_id}/revoke")
+    assert revoked.status_code == 200
+    _, table = await run_check(prefect, instance_blocks=[block], reauthorize_broken=True)
+    row = row_of(table, block)
+    assert (row["status"], row["problem"]) == ("broken", "revoked")
+    reauthorization = UUID(row["re-authorization run"])
+
+    _, description = await wait_for_form(prefect, reauthorization, timeout=60)
+    assert "Zendesk" in description
+    redirect = await decide(consent_link(description))
+    await resume_with_answer(prefect, reauthorization, {"code": redirect})
+    final = await wait_for_final(prefect, reauthorization)
+    assert final.state is not None and final.state.is_completed(), final.state
+
+    # The same instance, valid again, its own configuration kept through the new code.
+    (instance,) = await sandbox.instances(reauthorization_tag(str(reauthorization)))
+    assert (instance["id"], instance["valid"]) == (instance_id, True)
+    assert instance["element"]["key"] == "zendesk"
+    assert instance["configuration"]["zendesk.subdomain"] == "acme"
+    refreshed = await ConnectorInstance.aload(block)
+    assert (refreshed.instance_id, refreshed.element_key) == (instance_id, "zendesk")
+    assert refreshed.token.get_secret_value() == instance["token"]
+    _, table = await run_check(prefect, instance_blocks=[block])
+    row = row_of(table, block)
+    assert (row["status"], row["change"]) == ("ok", "recovered")

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.states import AwaitingRetry
 
 from blocks import ConnectorInstance, OpenConnectorsCredentials
-from devstack.runs import resume_with_answer, wait_for_final
-from devstack.stack import LocalStack
 from tests.e2e.conftest import SandboxAdmin, consent_redirect, run_tag, start_authorization
+from tooling.devstack.runs import resume_with_answer, wait_for_final
+from tooling.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -142,8 +146,9 @@ async def test_exhausted_retries_end_failed_with_the_cause_in_words(
     assert final.state is not None and final.state.is_failed()
     message = final.state.message or ""
     assert "kept failing (503)" in message and "create the instance" in message
-    # Bounded: attempts per request x lookups-then-create rounds x task attempts.
-    assert len(await calls(faults, "POST", INSTANCES, since)) == MAX_ATTEMPTS * 3 * 3
+    # Bounded: attempts per request x task attempts (503 proves nothing was processed,
+    # so the client resends within its policy and raises; only the task retries it).
+    assert len(await calls(faults, "POST", INSTANCES, since)) == MAX_ATTEMPTS * 3
     assert await faults.instances(run_tag(final.id)) == []
 
 
@@ -157,3 +162,70 @@ def _seconds_between(first: dict[str, Any], second: dict[str, Any]) -> float:
     return (
         datetime.fromisoformat(second["at"]) - datetime.fromisoformat(first["at"])
     ).total_seconds()
+
+
+async def test_processed_then_504_with_a_lagging_list_sends_the_code_once(
+    prefect: PrefectClient, faults: SandboxAdmin
+) -> None:
+    await faults.http.put("/_sandbox/quirks", json={"listing_lag_seconds": 4})
+    await inject(faults, "POST", INSTANCES, {"type": "commit_then_status", "status": 504})
+    since = len(await faults.requests())
+    final = await authorize(prefect, "Gateway timeout ERP")
+    assert final.state is not None and final.state.is_completed(), final.state
+    posts = await calls(faults, "POST", INSTANCES, since)
+    assert [(entry["status"], entry.get("fault")) for entry in posts] == [
+        (504, "commit_then_status")
+    ]
+    created = await faults.instances(run_tag(final.id))
+    assert len(created) == 1
+    block = await ConnectorInstance.aload("gateway-timeout-erp")
+    assert block.instance_id == created[0]["id"]
+    assert block.token.get_secret_value() == created[0]["token"]
+
+
+async def test_a_lag_longer_than_the_look_up_fails_in_words_and_a_retry_of_the_run_adopts(
+    prefect: PrefectClient, faults: SandboxAdmin, sandbox_blocks: LocalStack
+) -> None:
+    config = sandbox_blocks.sandbox.config
+    await OpenConnectorsCredentials(
+        base_url=sandbox_blocks.sandbox.api_base_url,
+        user_secret=config.user_secret,
+        organization_secret=config.organization_secret,
+        max_attempts=MAX_ATTEMPTS,
+        max_retry_wait_seconds=3,
+        ambiguous_lookup_seconds=4,
+    ).asave("short-look-up", overwrite=True)
+    lag = 25
+    await faults.http.put("/_sandbox/quirks", json={"listing_lag_seconds": lag})
+    await inject(faults, "POST", INSTANCES, {"type": "commit_then_status", "status": 504})
+    since = len(await faults.requests())
+    run = await start_authorization("Unlisted ERP", credentials_block="short-look-up")
+    await resume_with_answer(prefect, run.id, {"code": await consent_redirect(prefect, run)})
+    failed = await wait_for_final(prefect, run.id, timeout=240)
+    sent_at = time.monotonic()
+
+    assert failed.state is not None and failed.state.is_failed(), failed.state
+    message = failed.state.message or ""
+    assert "may exist" in message and "Retry of this same run" in message, message
+    assert "start a new" not in message.lower()
+    (created,) = await faults.instances(run_tag(run.id))  # made once, not yet listed
+    with pytest.raises(ValueError):
+        await ConnectorInstance.aload("unlisted-erp")
+
+    # Once the platform lists it, a Retry of the same run (as the UI's Retry button
+    # does) adopts it: no consent asked again, the code never sent a second time.
+    await asyncio.sleep(max(0.0, lag - (time.monotonic() - sent_at)))
+    retry = await prefect.set_flow_run_state(
+        run.id, AwaitingRetry(scheduled_time=datetime.now(UTC), message="Retry from the API")
+    )
+    assert retry.status == SetStateStatus.ACCEPT, retry
+    final = await wait_for_final(prefect, run.id, timeout=240)
+    assert final.state is not None and final.state.is_completed(), final.state
+    posts = await calls(faults, "POST", INSTANCES, since)
+    assert [(entry["status"], entry.get("fault")) for entry in posts] == [
+        (504, "commit_then_status")
+    ]
+    assert [item["id"] for item in await faults.instances(run_tag(run.id))] == [created["id"]]
+    block = await ConnectorInstance.aload("unlisted-erp")
+    assert block.instance_id == created["id"]
+    assert block.token.get_secret_value() == created["token"]

@@ -9,11 +9,11 @@ import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import BlockDocumentCreate
 
-from blocks import ConnectorInstance, OAuthAppCredentials, OpenConnectorsCredentials
-from devstack.stack import LocalStack
+from blocks import OAuthAppCredentials, OpenConnectorsCredentials
 from flows import authenticate_connector_instance
-from open_connectors import ConfigurationError
-from tests.e2e.conftest import SERVER, SandboxAdmin
+from open_connectors import ConfigurationError, ConnectorNotFoundError, NotOAuth2ConnectorError
+from tests.e2e.conftest import SERVER, SandboxAdmin, save_someone_elses_instance
+from tooling.devstack.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +23,6 @@ GOOD: dict[str, Any] = {
 }
 
 CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("unknown connector", {"element_key": "hubspotcrm"}, "Unknown connector 'hubspotcrm'"),
     ("malformed connector key", {"element_key": "Infusion Soft!"}, "is not a connector key"),
     (
         "server of another domain",
@@ -111,14 +110,7 @@ async def bad_blocks(sandbox_blocks: LocalStack) -> AsyncIterator[None]:
                 "organization_secret": "o",
             },
         )
-    credentials = await OpenConnectorsCredentials.aload("open-connectors")
-    await ConnectorInstance(
-        instance_id=1,
-        instance_name="Someone else",
-        element_key="infusionsofterp",
-        token="t",
-        credentials=credentials,
-    ).asave("hostile-taken", overwrite=True)
+    await save_someone_elses_instance("hostile-taken", 1)
     yield
 
 
@@ -145,3 +137,56 @@ async def test_refused_before_any_network_call(
         await authenticate_connector_instance(**{**GOOD, **changes})
     assert words in str(raised.value)
     assert len(await sandbox.requests()) == before, "a request reached the platform"
+
+
+# Checks that need the connector's definition: the platform is asked for it (GET
+# /elements/{key}) and for nothing else, so no consent link and no instance.
+DEFINITION_CASES: list[tuple[str, dict[str, Any], type[Exception], str]] = [
+    (
+        "a key the platform does not know",
+        {"element_key": "nosuchconnector", "configuration": {}},
+        ConnectorNotFoundError,
+        "nosuchconnector",
+    ),
+    (
+        "a connector that is not OAuth 2.0",
+        {"element_key": "closeio", "configuration": {}},
+        NotOAuth2ConnectorError,
+        "not OAuth 2.0",
+    ),
+    (
+        "a required field of the definition missing",
+        {"element_key": "zendesk", "configuration": {}},
+        ConfigurationError,
+        "zendesk.subdomain",
+    ),
+    (
+        "a key the connector does not know, with the nearest one",
+        {"element_key": "zendesk", "configuration": {"zendesk.subdomian": "acme"}},
+        ConfigurationError,
+        "zendesk.subdomain",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "changes", "error", "words"),
+    DEFINITION_CASES,
+    ids=[case[0] for case in DEFINITION_CASES],
+)
+async def test_refused_against_the_definition_before_the_consent_step(
+    sandbox: SandboxAdmin,
+    case: str,
+    changes: dict[str, Any],
+    error: type[Exception],
+    words: str,
+) -> None:
+    before = len(await sandbox.requests())
+    with pytest.raises(error) as raised:
+        await authenticate_connector_instance(
+            **{**GOOD, "instance_name": f"Definition {case}", **changes}
+        )
+    assert words in str(raised.value)
+    asked = [(entry["method"], entry["path"]) for entry in (await sandbox.requests())[before:]]
+    key = changes["element_key"]
+    assert asked == [("GET", f"/elements/api-v2/elements/{key}")], asked

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from devstack.stack import LocalStack
 from tests.e2e.leak_audit import LeakAudit
+from tooling.devstack.stack import LocalStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.audit_last]
 

@@ -8,26 +8,34 @@ from uuid import uuid4
 
 import pytest
 
-from benchmarks.minimal_flow import minimal_state
-from benchmarks.report import Row, Section, fmt_mib, fmt_ratio, fmt_seconds, markdown_table, render
-from devstack.proctree import children, process_tree, sample_tree
-from open_connectors import derive_state
+from open_connectors import StateSigner
+from tooling.benchmarks.minimal_flow import minimal_state
+from tooling.benchmarks.report import (
+    Row,
+    Section,
+    fmt_mib,
+    fmt_ratio,
+    fmt_seconds,
+    markdown_table,
+    render,
+)
+from tooling.devstack.proctree import children, process_tree, sample_tree
 
 MODULES = [
-    "benchmarks",
-    "benchmarks.__main__",
-    "benchmarks.authorizations",
-    "benchmarks.bare_export",
-    "benchmarks.deadline",
-    "benchmarks.export",
-    "benchmarks.harness",
-    "benchmarks.latency",
-    "benchmarks.machine",
-    "benchmarks.minimal_flow",
-    "benchmarks.minimal_serve",
-    "benchmarks.poll",
-    "benchmarks.report",
-    "benchmarks.waiting",
+    "tooling.benchmarks",
+    "tooling.benchmarks.__main__",
+    "tooling.benchmarks.authorizations",
+    "tooling.benchmarks.bare_export",
+    "tooling.benchmarks.deadline",
+    "tooling.benchmarks.export",
+    "tooling.benchmarks.harness",
+    "tooling.benchmarks.latency",
+    "tooling.benchmarks.machine",
+    "tooling.benchmarks.minimal_flow",
+    "tooling.benchmarks.minimal_serve",
+    "tooling.benchmarks.poll",
+    "tooling.benchmarks.report",
+    "tooling.benchmarks.waiting",
 ]
 
 
@@ -65,7 +73,7 @@ def test_formatters() -> None:
 
 def test_minimal_floor_derives_the_same_state_as_the_project() -> None:
     run_id = uuid4()
-    assert minimal_state(run_id, "app-secret") == derive_state(run_id, "app-secret")
+    assert minimal_state(run_id, "state-key") == StateSigner("state-key").sign(run_id)
 
 
 def test_process_tree_reads_this_process() -> None:
@@ -73,3 +81,60 @@ def test_process_tree_reads_this_process() -> None:
     assert pid in process_tree([pid])
     assert sample_tree([pid]).rss > 0
     assert isinstance(children(pid), list)
+
+
+def test_the_hot_path_rows_compare_with_the_suspended_floor_and_path() -> None:
+    from tooling.benchmarks.authorizations import Authorization
+    from tooling.benchmarks.latency import LatencyResult, section
+
+    def run(kind: str, seconds: float) -> Authorization:
+        auth = Authorization(kind, uuid4(), "b", "t", 0.0, link_seconds=3.0)
+        auth.instance_seconds = seconds
+        return auth
+
+    result = LatencyResult(
+        poll_frequency=2,
+        ours=[run("ours", 4.0)],
+        hot=[run("hot", 0.8)],
+        minimal=[run("minimal", 4.0)],
+        cpu={"ours": [10.0], "hot": [5.0], "minimal": [8.0]},
+    )
+    rows = {row.figure: row for row in section(result).rows}
+    hot = rows["Time to instance, hot path"]
+    assert (hot.ours, hot.ratio) == ("0.80 s", "0.20x") and hot.target.endswith("✓")
+    cpu = rows["CPU per authorization, hot path"]
+    assert (cpu.ratio, cpu.target) == ("0.50x", "≤ 0.6x ✓")
+    slow = LatencyResult(
+        poll_frequency=2, ours=[run("ours", 4.0)], hot=[run("hot", 1.1)], minimal=[run("m", 4.0)]
+    )
+    slow_rows = {row.figure: row for row in section(slow).rows}
+    assert slow_rows["Time to instance, hot path"].target.endswith("✗")  # over 1.0 s
+
+
+def test_the_waiting_rows_hold_processes_to_k_plus_the_fixed_ones() -> None:
+    from tooling.benchmarks.waiting import Holding, Round, WaitingResult, section
+
+    def holding(waiting: int, processes: float, hot: float) -> Holding:
+        return Holding(waiting, processes, 100.0, {}, flow_run_processes=hot)
+
+    result = WaitingResult(in_flight=4, answer_in_flight=200, database="postgresql", hot_slots=4)
+    result.idle, result.one = holding(0, 6, 0), holding(1, 7, 1)
+    result.rounds = [
+        Round(
+            count=200,
+            waiting=200,
+            holding=holding(200, 10, 4),
+            completed=200,
+            instances=200,
+            database_locked=3,
+            refused_answers=1,
+        )
+    ]
+    rows = {row.figure: row for row in section(result).rows}
+    processes = rows["Waiting capacity: processes with 200 waiting"]
+    assert processes.target == "≤ K + fixed = 4 + 6 ✓" and "4 waiting hot" in processes.ours
+    refusals = rows["Waiting capacity: refusals, 200 answers at once (postgresql)"]
+    assert "1 callbacks refused" in refusals.ours and '3 "database is locked"' in refusals.ours
+    result.rounds[0].holding = holding(200, 11, 5)
+    rows = {row.figure: row for row in section(result).rows}
+    assert rows["Waiting capacity: processes with 200 waiting"].target.endswith("✗")

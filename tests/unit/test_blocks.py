@@ -9,13 +9,19 @@ from prefect.blocks.core import Block
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import ValidationError
 
-from blocks import ConnectorInstance, OAuthAppCredentials, OpenConnectorsCredentials
+from blocks import (
+    ConnectorInstance,
+    OAuthAppCredentials,
+    OpenConnectorsCredentials,
+    StateSigningKey,
+)
 
 BASE = "https://api.example.test/elements/api-v2"
 
 
 @pytest.mark.parametrize(
-    "block_type", [OpenConnectorsCredentials, OAuthAppCredentials, ConnectorInstance]
+    "block_type",
+    [OpenConnectorsCredentials, OAuthAppCredentials, ConnectorInstance, StateSigningKey],
 )
 class TestBlockStandards(BlockStandardTestSuite):
     @pytest.fixture
@@ -103,3 +109,20 @@ async def test_block_clients_retry_transient_failures() -> None:
 
 async def _no_sleep(seconds: float) -> None:
     return None
+
+
+async def test_the_ambiguous_look_up_bound_reaches_the_client() -> None:
+    assert credentials().ambiguous_lookup_seconds == 60
+    assert list(OpenConnectorsCredentials.model_fields)[-1] == "ambiguous_lookup_seconds"
+    block = credentials().model_copy(update={"ambiguous_lookup_seconds": 12.5})
+    async with block.get_client() as client:
+        assert client.ambiguous_lookup_seconds == 12.5
+    with pytest.raises(ValidationError):
+        credentials().model_validate({**credentials().model_dump(), "ambiguous_lookup_seconds": -1})
+
+
+def test_oauth_app_accepts_bare_codes_only_when_asked() -> None:
+    assert OAuthAppCredentials(api_key="id", api_secret="s").accept_bare_code is False
+    field = OAuthAppCredentials.model_fields["accept_bare_code"]
+    assert field.description and "Risk" in field.description
+    assert OAuthAppCredentials(api_key="id", api_secret="s", accept_bare_code=True).accept_bare_code

@@ -1,8 +1,11 @@
-"""The callback receiver's app against an in-memory Prefect: outcomes, pages, hostile queries."""
+"""The callback receiver against an in-memory Prefect: outcomes, pages, limits, hostile input."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -18,35 +21,52 @@ from prefect.client.schemas.responses import (
     StateAcceptDetails,
     StateRejectDetails,
 )
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import Cancelled, Completed, Failed, Running, Scheduled, Suspended
-from pydantic import SecretStr
 
-from callback_receiver import ReceiverSettings, create_app
-from callback_receiver.resumer import Resumer
-from open_connectors import derive_state
+from callback_receiver.app import create_app
+from callback_receiver.limits import ClientRateLimiter, InProgressLimit
+from callback_receiver.resumer import Resumer, max_prefect_requests, poll_delays
+from callback_receiver.settings import ReceiverSettings
+from callback_receiver.signing import SignerSource
+from open_connectors import StateSigner, code_digest, used_code_key
+from open_connectors.authorization import marker_is_for_wait
+from tests.states import client_secret_state
 
-APP_SECRET = "oauth-app-secret"
+KEY = "receiver-state-key-0123456789"
+SIGNER = StateSigner(KEY)
+CLIENT_SECRET = "oauth-app-secret"
 CODE = "the-authorization-code"
+UI = "http://127.0.0.1:4200"
 
 
-def waiting_state() -> State:
-    state = Suspended(timeout_seconds=600, pause_key="authorization-1")
+def waiting_state(key: str = "authorization-1", timeout: int = 600) -> State:
+    state = Suspended(timeout_seconds=timeout, pause_key=key)
     state.state_details.run_input_keyset = keyset_from_paused_state(state)
     return state
 
 
+def _status_error(status: int) -> PrefectHTTPStatusError:
+    request = httpx.Request("GET", "http://prefect.test/api")
+    response = httpx.Response(status, request=request)
+    return PrefectHTTPStatusError(f"HTTP {status}", request=request, response=response)
+
+
 class FakePrefect:
-    """The few Prefect API calls the receiver makes, over in-memory runs."""
+    """The Prefect API calls the receiver makes, over in-memory runs; every call is logged."""
 
     def __init__(self) -> None:
         self.runs: dict[UUID, FlowRun] = {}
+        self.history: dict[UUID, list[State]] = {}
+        self.inputs: dict[tuple[UUID, str], str] = {}
         self.resumes: list[tuple[UUID, dict[str, Any]]] = []
         self.answers: list[OrchestrationResult] = []
+        self.calls: list[str] = []
         self.on_read: Callable[[FlowRun], None] | None = None
+        self.gate: asyncio.Event | None = None
 
-    def add_run(self, state: State, **parameters: Any) -> FlowRun:
+    def add_run(self, state: State, *, schema_stored: bool = True, **parameters: Any) -> FlowRun:
         run = FlowRun(
             id=uuid4(),
             flow_id=uuid4(),
@@ -54,9 +74,24 @@ class FakePrefect:
             state=state,
         )
         self.runs[run.id] = run
+        self.history[run.id] = [state]
+        if schema_stored:
+            self.store_schema(run)
         return run
 
+    def store_schema(self, run: FlowRun) -> None:
+        keyset = run.state.state_details.run_input_keyset if run.state else None
+        if keyset:
+            self.inputs[(run.id, keyset["schema"])] = "{}"
+
+    def set_state(self, run: FlowRun, state: State) -> None:
+        run.state = state
+        self.history[run.id].append(state)
+
     async def read_flow_run(self, flow_run_id: UUID) -> FlowRun:
+        self.calls.append("read_flow_run")
+        if self.gate is not None:
+            await self.gate.wait()
         if flow_run_id not in self.runs:
             raise ObjectNotFound(http_exc=Exception("missing"))
         run = self.runs[flow_run_id]
@@ -64,18 +99,40 @@ class FakePrefect:
             self.on_read(run)
         return run
 
+    async def read_flow_run_states(self, flow_run_id: UUID) -> list[State]:
+        self.calls.append("read_flow_run_states")
+        return list(self.history[flow_run_id])
+
+    async def read_flow_run_input(self, flow_run_id: UUID, key: str) -> str:
+        self.calls.append("read_flow_run_input")
+        if (flow_run_id, key) not in self.inputs:
+            raise _status_error(404)
+        return self.inputs[(flow_run_id, key)]
+
+    async def create_flow_run_input(
+        self, flow_run_id: UUID, key: str, value: str, sender: str | None = None
+    ) -> None:
+        self.calls.append("create_flow_run_input")
+        await asyncio.sleep(0)  # let a concurrent callback interleave
+        if (flow_run_id, key) in self.inputs:
+            raise _status_error(409)
+        self.inputs[(flow_run_id, key)] = value
+
+    async def delete_flow_run_input(self, flow_run_id: UUID, key: str) -> None:
+        self.calls.append("delete_flow_run_input")
+        self.inputs.pop((flow_run_id, key), None)
+
     async def resume_flow_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> Any:
+        self.calls.append("resume_flow_run")
         self.resumes.append((flow_run_id, run_input))
         if self.answers:
             return self.answers.pop(0)
         run = self.runs[flow_run_id]
         if run.state is None or not run.state.is_paused():
             return OrchestrationResult(
-                state=None,
-                status=SetStateStatus.ABORT,
-                details=StateAbortDetails(reason="not paused"),
+                state=None, status=SetStateStatus.ABORT, details=StateAbortDetails(reason="no")
             )
-        run.state = Scheduled(name="Resuming")
+        self.set_state(run, Scheduled(name="Resuming"))
         run.empirical_policy.pause_keys = {"authorization-1"}
         return OrchestrationResult(
             state=run.state, status=SetStateStatus.ACCEPT, details=StateAcceptDetails()
@@ -85,27 +142,56 @@ class FakePrefect:
         return None
 
 
+class Loader:
+    """The state key block, as the receiver's signer source sees it."""
+
+    def __init__(self, signer: StateSigner = SIGNER) -> None:
+        self.signer = signer
+        self.loads = 0
+
+    async def __call__(self) -> StateSigner:
+        self.loads += 1
+        return self.signer
+
+
+async def no_sleep(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
 @pytest.fixture
 def prefect() -> FakePrefect:
     return FakePrefect()
 
 
-def make_client(prefect: FakePrefect, wait_seconds: float = 1.0) -> httpx.AsyncClient:
-    async def load_secret(block_name: str) -> SecretStr | None:
-        return SecretStr(APP_SECRET) if block_name == "infusionsoft-oauth-app" else None
+def make_app(
+    prefect: FakePrefect,
+    *,
+    wait_seconds: float = 1.0,
+    loader: Loader | None = None,
+    sleep: Any = no_sleep,
+    **receiver: Any,
+) -> Any:
+    signers = SignerSource(loader or Loader(), min_reload_seconds=5)
+    resumer = Resumer(prefect, signers=signers, wait_seconds=wait_seconds, sleep=sleep)  # type: ignore[arg-type]
+    return create_app(ReceiverSettings(prefect_ui_url=UI, **receiver), resumer=resumer)
 
-    resumer = Resumer(prefect, wait_seconds=wait_seconds, load_app_secret=load_secret)  # type: ignore[arg-type]
-    app = create_app(ReceiverSettings(prefect_ui_url="http://127.0.0.1:4200"), resumer=resumer)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
+
+def client_of(app: Any, host: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(host, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1")
 
 
-async def callback(prefect: FakePrefect, params: Any, wait_seconds: float = 1.0) -> httpx.Response:
-    async with make_client(prefect, wait_seconds) as client:
+async def callback(prefect: FakePrefect, params: Any, **options: Any) -> httpx.Response:
+    async with client_of(make_app(prefect, **options)) as client:
         return await client.get("/oauth/callback", params=params)
 
 
-def state_of(run: FlowRun) -> str:
-    return derive_state(run.id, APP_SECRET)
+def state_of(run: FlowRun, signer: StateSigner = SIGNER) -> str:
+    return signer.sign(run.id)
+
+
+def marker_of(run: FlowRun, code: str = CODE) -> tuple[UUID, str]:
+    return (run.id, used_code_key(code_digest(SIGNER, code, state=state_of(run))))
 
 
 def outcome(response: httpx.Response) -> str:
@@ -114,15 +200,37 @@ def outcome(response: httpx.Response) -> str:
     return response.text[start : response.text.index('"', start)]
 
 
-async def test_approval_resumes_the_waiting_run(prefect: FakePrefect) -> None:
+# -- answers that resume ---------------------------------------------------------------
+
+
+async def test_approval_resumes_the_waiting_run_and_marks_the_code_used(
+    prefect: FakePrefect,
+) -> None:
     run = prefect.add_run(waiting_state())
-    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    response = await callback(prefect, {"code": CODE, "state": state_of(run), "scope": "full"})
     assert response.status_code == 200 and outcome(response) == "authorized"
     assert "Acme ERP" in response.text
-    assert f"/runs/flow-run/{run.id}" in response.text
+    assert f'href="{UI}/runs/flow-run/{run.id}"' in response.text
     assert prefect.resumes == [(run.id, {"code": CODE, "state": state_of(run)})]
+    assert marker_of(run) in prefect.inputs
+    assert CODE not in prefect.inputs[marker_of(run)]
+    # The marker names the wait it was delivered to (the flow then accepts this answer).
+    keyset = waiting_state().state_details.run_input_keyset
+    assert keyset is not None
+    assert marker_is_for_wait(prefect.inputs[marker_of(run)], keyset["response"])
+    assert not marker_is_for_wait(
+        prefect.inputs[marker_of(run)], "suspended-authorization-2-response"
+    )
     assert CODE not in response.text and state_of(run) not in response.text
     assert response.headers["cache-control"] == "no-store"
+    # Marker look-up, schema check, marker, resume: nothing else is read.
+    assert prefect.calls == [
+        "read_flow_run",
+        "read_flow_run_input",
+        "read_flow_run_input",
+        "create_flow_run_input",
+        "resume_flow_run",
+    ]
 
 
 async def test_refusal_resumes_with_the_error(prefect: FakePrefect) -> None:
@@ -135,18 +243,77 @@ async def test_refusal_resumes_with_the_error(prefect: FakePrefect) -> None:
     assert prefect.resumes[0][1]["error"] == "access_denied"
 
 
-async def test_a_forged_state_resumes_nothing(prefect: FakePrefect) -> None:
+# -- the state is verified first --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make_state",
+    [
+        lambda run: (
+            StateSigner("a-guessed-key-0123456789").sign(run.id)[:-43]
+            + SIGNER.sign(run.id)[-43:].swapcase()
+        ),
+        lambda run: client_secret_state(run.id, CLIENT_SECRET),
+        lambda run: f"{run.id.hex}.{SIGNER.current_key_id}.{'A' * 43}",
+        lambda run: run.id.hex,
+    ],
+    ids=["altered", "client-secret", "forged-mac", "bare-id"],
+)
+async def test_a_forged_state_reads_nothing_and_resumes_nothing(
+    prefect: FakePrefect, make_state: Callable[[FlowRun], str]
+) -> None:
     run = prefect.add_run(waiting_state())
-    forged = derive_state(run.id, "guessed-secret")
+    response = await callback(prefect, {"code": CODE, "state": make_state(run)})
+    assert response.status_code in (400, 410)
+    assert outcome(response) in ("invalid", "key-retired")
+    assert prefect.calls == []  # no read of the run, of an input, or of any block
+    assert run.state is not None and run.state.is_paused()
+
+
+async def test_a_state_signed_with_the_client_secret_in_the_new_form_is_refused(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(waiting_state())
+    forged = StateSigner(CLIENT_SECRET).sign(run.id)
     response = await callback(prefect, {"code": CODE, "state": forged})
-    assert response.status_code == 400 and outcome(response) == "invalid"
-    assert prefect.resumes == [] and run.state is not None and run.state.is_paused()
+    assert response.status_code == 410 and outcome(response) == "key-retired"
+    assert prefect.calls == [] and prefect.resumes == []
 
 
-async def test_a_run_with_an_unknown_oauth_app_resumes_nothing(prefect: FakePrefect) -> None:
-    run = prefect.add_run(waiting_state(), oauth_app_block="another-app")
-    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
-    assert outcome(response) == "invalid" and prefect.resumes == []
+async def test_a_key_rotated_out_gets_a_clear_page_and_reloads_at_most_once(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(waiting_state())
+    old_state = StateSigner("retired-state-key-0123456789").sign(run.id)
+    loader = Loader()
+    async with client_of(make_app(prefect, loader=loader)) as client:
+        pages = [
+            await client.get("/oauth/callback", params={"code": CODE, "state": old_state})
+            for _ in range(3)
+        ]
+    for page in pages:
+        assert page.status_code == 410 and outcome(page) == "key-retired"
+        assert "rotated out" in page.text and "ask for a new link" in page.text
+    assert loader.loads == 1  # first load; the reload interval has not passed
+    assert prefect.calls == []
+
+
+async def test_a_rotation_is_picked_up_by_a_reload(prefect: FakePrefect) -> None:
+    run = prefect.add_run(waiting_state())
+    clock = [0.0]
+    loader = Loader()
+    signers = SignerSource(loader, min_reload_seconds=5, clock=lambda: clock[0])
+    await signers.signer()
+    rotated = StateSigner("rotated-state-key-0123456789", [KEY])
+    loader.signer = rotated
+    clock[0] = 6.0
+    run_id, signer = await signers.verify(rotated.sign(run.id))
+    assert run_id == run.id and signer is rotated and loader.loads == 2
+    # The previous key's states still verify with the reloaded signer.
+    assert (await signers.verify(SIGNER.sign(run.id)))[0] == run.id
+
+
+# -- per wait ---------------------------------------------------------------------------
 
 
 async def test_a_replayed_callback_is_already_used(prefect: FakePrefect) -> None:
@@ -155,25 +322,160 @@ async def test_a_replayed_callback_is_already_used(prefect: FakePrefect) -> None
     assert outcome(await callback(prefect, params)) == "authorized"
     replay = await callback(prefect, params)
     assert replay.status_code == 409 and outcome(replay) == "already-used"
-    run.state = Completed()
+    prefect.set_state(run, Completed())
     assert outcome(await callback(prefect, params)) == "already-used"
     assert len(prefect.resumes) == 1
 
 
+async def test_identical_concurrent_callbacks_resume_once(prefect: FakePrefect) -> None:
+    run = prefect.add_run(waiting_state())
+    params = {"code": CODE, "state": state_of(run)}
+    async with client_of(make_app(prefect)) as client:
+        pages = await asyncio.gather(
+            *(client.get("/oauth/callback", params=params) for _ in range(4))
+        )
+    assert sorted(outcome(page) for page in pages) == ["already-used"] * 3 + ["authorized"]
+    assert len(prefect.resumes) == 1
+
+
+async def test_an_old_callback_never_resumes_a_later_wait(prefect: FakePrefect) -> None:
+    run = prefect.add_run(waiting_state())
+    first = {"code": CODE, "state": state_of(run)}
+    assert outcome(await callback(prefect, first)) == "authorized"
+    # The run read an empty answer and waits again under a new key.
+    prefect.set_state(run, waiting_state("authorization-2"))
+    prefect.store_schema(run)
+    replay = await callback(prefect, first)
+    assert replay.status_code == 409 and outcome(replay) == "already-used"
+    assert len(prefect.resumes) == 1
+    fresh = await callback(prefect, {"code": "a-fresh-code", "state": state_of(run)})
+    assert outcome(fresh) == "authorized" and len(prefect.resumes) == 2
+
+
+async def test_a_callback_between_two_waits_waits_for_the_next_wait(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(Running())
+    run.empirical_policy.pause_keys = {"authorization-1"}  # it has waited before
+    reads = 0
+
+    def wait_again_on_third_read(current: FlowRun) -> None:
+        nonlocal reads
+        reads += 1
+        if reads == 3:
+            prefect.set_state(current, waiting_state("authorization-2"))
+            prefect.store_schema(current)
+
+    prefect.on_read = wait_again_on_third_read
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=5)
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    assert len(prefect.resumes) == 1
+
+
+async def test_an_early_callback_waits_until_the_form_is_stored(prefect: FakePrefect) -> None:
+    run = prefect.add_run(Running())
+    reads = 0
+
+    def pause_then_store_form(current: FlowRun) -> None:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            prefect.set_state(current, waiting_state())  # paused, form not stored yet
+        if reads == 4:
+            prefect.store_schema(current)
+
+    prefect.on_read = pause_then_store_form
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=5)
+    assert outcome(response) == "authorized"
+    assert len(prefect.resumes) == 1  # never resumed before the form existed
+
+
+async def test_a_run_that_never_waits_backs_off_and_gets_a_reload_page(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(Running())
+    slept: list[float] = []
+
+    async def record(seconds: float) -> None:
+        slept.append(seconds)
+
+    response = await callback(
+        prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=20, sleep=record
+    )
+    assert response.status_code == 503 and outcome(response) == "not-ready"
+    assert slept == poll_delays(20) and slept[:4] == [0.25, 0.5, 1.0, 2.0]
+    assert max(slept) == 2.0 and sum(slept) == pytest.approx(20)
+    assert prefect.resumes == [] and marker_of(run) not in prefect.inputs
+    assert len(prefect.calls) == 15
+
+
+async def test_the_worst_case_request_count_is_bounded(prefect: FakePrefect) -> None:
+    """Every resume aborts (another answer keeps winning): the documented bound holds."""
+    run = prefect.add_run(waiting_state())
+    abort = OrchestrationResult(
+        state=None, status=SetStateStatus.ABORT, details=StateAbortDetails(reason="no")
+    )
+    prefect.answers.extend([abort] * 100)
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=20)
+    assert outcome(response) == "not-ready"
+    assert marker_of(run) not in prefect.inputs  # removed after each refused resume
+    assert len(prefect.calls) <= max_prefect_requests(20) == 72
+
+
+async def test_a_refused_resume_removes_the_marker_so_a_reload_can_try_again(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(waiting_state())
+    prefect.answers.append(
+        OrchestrationResult(
+            state=waiting_state(),
+            status=SetStateStatus.REJECT,
+            details=StateRejectDetails(reason="Validation failed for field 'code'"),
+        )
+    )
+    params = {"code": CODE, "state": state_of(run)}
+    first = await callback(prefect, params)
+    assert first.status_code == 400 and outcome(first) == "invalid"
+    assert marker_of(run) not in prefect.inputs
+    assert outcome(await callback(prefect, params)) == "authorized"
+
+
+# -- runs no longer waiting: decided from types and details, not words -------------------
+
+
+def _expired_history(run: FlowRun, prefect: FakePrefect, message: str) -> None:
+    paused = waiting_state(timeout=60)
+    paused.timestamp = datetime.now(UTC) - timedelta(minutes=5)
+    paused.state_details.pause_timeout = paused.timestamp + timedelta(seconds=60)
+    failed = Failed(message=message)
+    prefect.history[run.id] = [Running(), paused]
+    prefect.set_state(run, failed)
+
+
+async def test_a_run_failed_after_its_pause_timeout_is_expired_whatever_the_words(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(Running())
+    _expired_history(run, prefect, "Das Warten ist abgelaufen.")  # no English marker
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 410 and outcome(response) == "expired"
+    assert prefect.resumes == []
+
+
 @pytest.mark.parametrize(
-    ("state", "expected", "status"),
+    ("state", "expected"),
     [
-        (Failed(message="The flow was paused and never resumed."), "expired", 410),
-        (Failed(message="StateMismatchError: ..."), "ended", 409),
-        (Cancelled(), "ended", 409),
+        # Prefect's own expiry words, but no expired pause in the history: not "expired".
+        (Failed(message="The flow was paused and never resumed."), "ended"),
+        (Failed(message="StateMismatchError: ..."), "ended"),
+        (Cancelled(), "ended"),
+        (Completed(), "ended"),
     ],
 )
-async def test_runs_no_longer_waiting(
-    prefect: FakePrefect, state: State, expected: str, status: int
-) -> None:
+async def test_runs_that_ended_otherwise(prefect: FakePrefect, state: State, expected: str) -> None:
     run = prefect.add_run(state)
     response = await callback(prefect, {"code": CODE, "state": state_of(run)})
-    assert response.status_code == status and outcome(response) == expected
+    assert response.status_code == 409 and outcome(response) == expected
     assert prefect.resumes == []
 
 
@@ -181,48 +483,79 @@ async def test_an_expired_pause_refused_at_resume_is_expired(prefect: FakePrefec
     run = prefect.add_run(waiting_state())
     prefect.answers.append(
         OrchestrationResult(
-            state=Failed(message="The flow was resuming and never resumed."),
+            state=Failed(message="words do not matter"),
             status=SetStateStatus.REJECT,
-            details=StateRejectDetails(reason="The flow run pause has timed out."),
+            details=StateRejectDetails(reason="anything"),
         )
     )
-    assert outcome(await callback(prefect, {"code": CODE, "state": state_of(run)})) == "expired"
-
-
-async def test_an_early_callback_waits_for_the_run_to_wait(prefect: FakePrefect) -> None:
-    run = prefect.add_run(Running())
-    reads = 0
-
-    def pause_on_third_read(current: FlowRun) -> None:
-        nonlocal reads
-        reads += 1
-        if reads == 3:
-            current.state = waiting_state()
-
-    prefect.on_read = pause_on_third_read
-    # The form is not stored yet at the first attempt: Prefect refuses, the receiver retries.
-    prefect.answers.append(
-        OrchestrationResult(
-            state=waiting_state(),
-            status=SetStateStatus.REJECT,
-            details=StateRejectDetails(reason="Run input schema not found."),
-        )
-    )
-    response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=5)
-    assert outcome(response) == "authorized"
-    assert len(prefect.resumes) == 2
-
-
-async def test_a_run_that_never_waits_gets_a_reload_page(prefect: FakePrefect) -> None:
-    run = prefect.add_run(Running())
-    response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=0.3)
-    assert response.status_code == 503 and outcome(response) == "not-ready"
-    assert prefect.resumes == []
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert outcome(response) == "expired"
+    assert marker_of(run) not in prefect.inputs
 
 
 async def test_an_unknown_run(prefect: FakePrefect) -> None:
-    response = await callback(prefect, {"code": CODE, "state": derive_state(uuid4(), APP_SECRET)})
+    response = await callback(prefect, {"code": CODE, "state": SIGNER.sign(uuid4())})
     assert response.status_code == 404 and outcome(response) == "unknown"
+
+
+# -- limits ------------------------------------------------------------------------------
+
+
+async def test_repeated_requests_from_one_client_get_429_with_retry_after(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(Completed())
+    params = {"code": CODE, "state": state_of(run)}
+    app = make_app(prefect, client_burst=3, client_per_second=0.5)
+    async with client_of(app, "203.0.113.7") as client:
+        pages = [await client.get("/oauth/callback", params=params) for _ in range(4)]
+    assert [page.status_code for page in pages] == [409, 409, 409, 429]
+    assert outcome(pages[3]) == "busy" and pages[3].headers["retry-after"] == "2"
+    calls = len(prefect.calls)
+    async with client_of(app, "198.51.100.9") as other:
+        assert (await other.get("/oauth/callback", params=params)).status_code == 409
+    assert len(prefect.calls) > calls  # another address is not limited
+
+
+async def test_callbacks_beyond_the_concurrency_bound_get_429(prefect: FakePrefect) -> None:
+    run = prefect.add_run(waiting_state())
+    prefect.gate = asyncio.Event()
+    app = make_app(prefect, max_concurrent_callbacks=2)
+    params = {"code": CODE, "state": state_of(run)}
+    async with client_of(app) as client:
+        held = [asyncio.create_task(client.get("/oauth/callback", params=params)) for _ in range(2)]
+        for _ in range(500):  # until both hold a place (bounded)
+            if prefect.calls.count("read_flow_run") >= 2:
+                break
+            await asyncio.sleep(0.01)
+        busy = await client.get("/oauth/callback", params=params)
+        assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+        prefect.gate.set()
+        done = await asyncio.gather(*held)
+        assert sorted(outcome(page) for page in done) == ["already-used", "authorized"]
+        assert (await client.get("/oauth/callback", params=params)).status_code == 409
+
+
+def test_the_rate_limiter_refills_and_forgets_the_oldest_client() -> None:
+    now = [0.0]
+    limiter = ClientRateLimiter(burst=2, per_second=1, max_clients=2, clock=lambda: now[0])
+    assert limiter.acquire("a") is None and limiter.acquire("a") is None
+    assert limiter.acquire("a") == pytest.approx(1.0)
+    now[0] = 1.0
+    assert limiter.acquire("a") is None
+    limiter.acquire("b")
+    limiter.acquire("c")  # "a" is forgotten: at most two addresses are kept
+    assert len(limiter._buckets) == 2 and "a" not in limiter._buckets
+
+
+def test_the_in_progress_limit() -> None:
+    limit = InProgressLimit(1)
+    assert limit.try_enter() and not limit.try_enter()
+    limit.leave()
+    assert limit.try_enter()
+
+
+# -- hostile input, pages, logs ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -246,11 +579,32 @@ async def test_malformed_callbacks_are_invalid_and_touch_nothing(
     response = await callback(prefect, params)
     assert response.status_code == 400 and outcome(response) == "invalid"
     assert "<script>" not in response.text
-    assert prefect.resumes == [] and run.state is not None and run.state.is_paused()
+    assert prefect.calls == [] and run.state is not None and run.state.is_paused()
+
+
+async def test_no_code_state_or_key_in_pages_or_logs(
+    prefect: FakePrefect, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="callback_receiver")
+    waiting = prefect.add_run(waiting_state())
+    ended = prefect.add_run(Cancelled())
+    pages = [
+        await callback(prefect, {"code": CODE, "state": state_of(waiting)}),
+        await callback(prefect, {"code": CODE, "state": state_of(waiting)}),
+        await callback(prefect, {"code": CODE, "state": state_of(ended)}),
+        await callback(prefect, {"code": CODE, "state": state_of(waiting)[:-2] + "xx"}),
+        await callback(
+            prefect, {"code": CODE, "state": StateSigner("old-key-0123456789").sign(waiting.id)}
+        ),
+    ]
+    texts = [page.text for page in pages] + [caplog.text]
+    for text in texts:
+        for secret in (CODE, KEY, state_of(waiting), state_of(ended)):
+            assert secret not in text
 
 
 async def test_health(prefect: FakePrefect) -> None:
-    async with make_client(prefect) as client:
+    async with client_of(make_app(prefect)) as client:
         response = await client.get("/health")
     assert response.json() == {"status": "ok", "prefect": "ok"}
 
@@ -279,5 +633,7 @@ async def test_any_query_gets_a_page_and_only_a_valid_state_resumes(
         pairs = [(k, v) for k, v in pairs if k != "state"] + [("state", state_of(run))]
     response = await callback(prefect, pairs, wait_seconds=0.2)
     assert response.status_code in (200, 400, 404, 409, 410, 503)
+    if not use_valid_state:
+        assert prefect.calls == []
     for _, resumed_input in prefect.resumes:
         assert resumed_input["state"] == state_of(run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -10,18 +11,21 @@ import pytest
 from pydantic import SecretStr
 
 from open_connectors import (
+    REGIONS,
     ApiError,
     AuthorizationCodeRejectedError,
+    ConfigurationError,
     ConnectorNotFoundError,
     InstanceAuthenticationError,
+    InstanceBody,
     InstanceDisabledError,
     InstanceNotFoundError,
-    InstanceRequest,
     OAuthAppRejectedError,
     OpenConnectorsClient,
     PlatformAuthenticationError,
     PlatformUnavailableError,
     ProviderError,
+    ProviderForbiddenError,
     RetryPolicy,
 )
 
@@ -90,8 +94,8 @@ def instance_json(instance_id: int = 10001, **extra: object) -> dict[str, object
     }
 
 
-def request_for_instance() -> InstanceRequest:
-    return InstanceRequest(
+def request_for_instance() -> InstanceBody:
+    return InstanceBody(
         element_key="infusionsofterp",
         name="acme",
         code=SecretStr(CODE),
@@ -345,47 +349,6 @@ async def test_missing_code_is_a_plain_api_error() -> None:
     assert type(raised.value) is ApiError and message in str(raised.value)
 
 
-async def test_ensure_instance_adopts_the_instance_an_earlier_attempt_created() -> None:
-    script = Script(
-        httpx.Response(200, json=[instance_json(token=None)]),
-        httpx.Response(200, json=instance_json()),
-    )
-    client, _ = make_client(script)
-    async with client:
-        ensured = await client.ensure_instance(request_for_instance(), idempotency_tag="run-1")
-    assert not ensured.created and ensured.instance.id == 10001
-    assert [r.method for r in script.requests] == ["GET", "GET"]
-    assert script.requests[0].url.params.get_list("tags[]") == ["run-1"]
-
-
-async def test_ensure_instance_survives_a_lost_answer_with_one_creation() -> None:
-    def created_list(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=[instance_json()])
-
-    script = Script(
-        httpx.Response(200, json=[]),  # nothing yet
-        httpx.ReadError("connection reset after commit"),  # POST: created, answer lost
-        created_list,  # the lookup finds it
-        httpx.Response(200, json=instance_json()),
-    )
-    client, sleeps = make_client(script)
-    async with client:
-        ensured = await client.ensure_instance(request_for_instance(), idempotency_tag="run-1")
-    assert not ensured.created
-    assert [r.method for r in script.requests].count("POST") == 1
-    post = next(r for r in script.requests if r.method == "POST")
-    assert json.loads(post.content)["tags"] == ["team-a", "run-1"]
-    assert len(sleeps) == 1
-
-
-async def test_ensure_instance_creates_when_nothing_is_tagged() -> None:
-    script = Script(httpx.Response(200, json=[]), httpx.Response(200, json=instance_json()))
-    client, _ = make_client(script)
-    async with client:
-        ensured = await client.ensure_instance(request_for_instance(), idempotency_tag="run-1")
-    assert ensured.created
-
-
 async def test_hub_refusals_name_the_instance_problem() -> None:
     script = Script(error(401, "Invalid token"), error(403, "The instance 10001 is disabled."))
     client, _ = make_client(script, element_token=TOKEN)
@@ -468,3 +431,156 @@ async def test_clients_share_one_verifying_tls_context() -> None:
         for client in (first, second):
             pool = client._http._transport._pool  # httpx's default transport
             assert pool._ssl_context is context
+
+
+# -- hardening -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9" * 400,
+        "Wed, 21 Oct 99999999999999999999 07:28:00 GMT",
+        "Wed, 21 Oct 2015 99999999999999999999:28:00 GMT",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ],
+)
+async def test_an_absurd_retry_after_is_clamped_and_the_answer_closed(value: str) -> None:
+    answers: list[httpx.Response] = []
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        answers.append(error(503, "busy", **{"Retry-After": value}))
+        return answers[-1]
+
+    script = Script(busy, httpx.Response(200, json=[]))
+    client, sleeps = make_client(script)
+    async with client:
+        assert await client.find_instances() == []
+    assert sleeps == [60.0]
+    assert answers[0].is_closed
+
+
+@pytest.mark.parametrize("segment", [".", "..", ""])
+async def test_dot_segments_are_refused_before_any_request(segment: str) -> None:
+    script = Script()
+    client, _ = make_client(script, element_token=TOKEN)
+    async with client:
+        with pytest.raises(ConfigurationError):
+            await client.get_element(segment)
+        with pytest.raises(ConfigurationError):
+            await client.ping(segment)
+        with pytest.raises(ConfigurationError):
+            await client.get_page("erp", f"contacts/{segment}/x")
+    assert script.requests == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "not-a-number", "name": "acme", "token": TOKEN},
+        {"id": 1, "name": ["acme", TOKEN], "token": TOKEN},
+        {"id": 1, "name": "acme", "token": TOKEN, "tags": TOKEN},
+        [TOKEN],
+    ],
+)
+async def test_a_malformed_answer_names_fields_never_values(answer: object) -> None:
+    script = Script(httpx.Response(200, json=answer))
+    client, _ = make_client(script)
+    async with client:
+        with pytest.raises(ApiError) as raised:
+            await client.get_instance(1)
+    text = str(raised.value)
+    assert "unexpected shape" in text and TOKEN[:4] not in text
+    assert raised.value.__suppress_context__
+    assert "validation error" not in "".join(traceback.format_exception(raised.value))
+
+
+async def test_an_answer_that_is_not_json_is_an_api_error() -> None:
+    script = Script(httpx.Response(200, content=b"<html>" + TOKEN.encode()))
+    client, _ = make_client(script)
+    async with client:
+        with pytest.raises(ApiError, match="not JSON") as raised:
+            await client.find_instances()
+    assert TOKEN not in str(raised.value)
+
+
+async def test_a_hub_403_is_disabled_only_when_the_platform_says_so() -> None:
+    forbidden = error(
+        403,
+        "Access to the resource by the provider is forbidden",
+        '{"error":"insufficient_scope","error_description":"No access to orders"}',
+    )
+    script = Script(
+        error(403, "The instance 10001 is disabled."), forbidden, error(403, "Forbidden")
+    )
+    client, _ = make_client(script, element_token=TOKEN)
+    async with client:
+        with pytest.raises(InstanceDisabledError):
+            await client.ping("erp")
+        with pytest.raises(ProviderForbiddenError) as raised:
+            await client.ping("erp")
+        assert "No access to orders" in str(raised.value)
+        assert not isinstance(raised.value, InstanceDisabledError)
+        with pytest.raises(ProviderForbiddenError):
+            await client.ping("erp")
+
+
+@pytest.mark.parametrize(
+    ("provider_message", "expected", "words"),
+    [
+        (
+            '{"error":"invalid_request","error_description":"Invalid redirect_uri"}',
+            OAuthAppRejectedError,
+            "callback_url",
+        ),
+        (
+            '{"error":"invalid_grant","error_description":'
+            '"Unable to authenticate username and password"}',
+            OAuthAppRejectedError,
+            "api_key and api_secret",
+        ),
+        (
+            '{"error":"invalid_grant","error_description":"Invalid authorization code."}',
+            AuthorizationCodeRejectedError,
+            "single-use",
+        ),
+        (
+            '{"error":"invalid_request","error_description":"Invalid Refresh Token"}',
+            ProviderError,
+            "Invalid Refresh Token",
+        ),
+    ],
+)
+async def test_keap_token_errors_are_classified_by_content(
+    provider_message: str, expected: type[ApiError], words: str
+) -> None:
+    script = Script(error(400, "Failed to obtain an OAuth access token.", provider_message))
+    client, _ = make_client(script)
+    async with client:
+        with pytest.raises(expected) as raised:
+            await client.create_instance(request_for_instance())
+    assert type(raised.value) is expected and words in str(raised.value)
+
+
+async def test_paging_stops_on_the_empty_page_after_a_last_page_with_a_token() -> None:
+    def page(records: list[int], token: str) -> httpx.Response:
+        headers = {"elements-returned-count": str(len(records)), "elements-next-page-token": token}
+        return httpx.Response(200, json=[{"id": i} for i in records], headers=headers)
+
+    # The real platform's habit: a token on the last page too, then an empty page
+    # (here carrying the very same token again).
+    script = Script(page([1, 2], "c1"), page([3], "c2"), page([], "c2"))
+    client, _ = make_client(script, element_token=TOKEN)
+    async with client:
+        ids = [record["id"] async for record in client.iter_records("erp", "contacts")]
+    assert ids == [1, 2, 3] and len(script.requests) == 3
+
+
+def test_the_cloud_foundry_production_hosts_are_known() -> None:
+    assert REGIONS["sap-eu10"] == (
+        "https://api.openconnectors.eu10.ext.hana.ondemand.com/elements/api-v2"
+    )
+    assert REGIONS["sap-us10"] == (
+        "https://api.openconnectors.us10.ext.hana.ondemand.com/elements/api-v2"
+    )
+    assert OpenConnectorsClient("sap-eu10", USER, ORG).base_url == REGIONS["sap-eu10"]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from flows.export import check_resource, record_pages
-from flows.jsonl_sink import PARTIAL_SUFFIX, export_target, slug, write_json_lines
+from flows.steps.jsonl_sink import PARTIAL_SUFFIX, export_target, slug, write_json_lines
 from open_connectors import ConfigurationError, OpenConnectorsClient
 
 BASE = "https://api.example.test/elements/api-v2"

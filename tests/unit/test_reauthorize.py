@@ -1,4 +1,5 @@
-"""Re-authorization: one `PUT` per run, tags kept, a lost answer adopted rather than resent."""
+"""Re-authorization through the client's at-most-once: one `PUT` per run, tags kept, a lost
+answer adopted rather than resent."""
 
 from __future__ import annotations
 
@@ -9,18 +10,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from flows.instance_settings import creating_run_id
-from flows.reauthorize import (
-    reauthorization_tag,
-    reauthorize_once,
-    tags_after_reauthorization,
-)
 from open_connectors import (
     AuthorizationCodeRejectedError,
+    InstanceBody,
     InstanceNotFoundError,
-    InstanceRequest,
+    InstanceOutcomeUnknownError,
     OpenConnectorsClient,
-    PlatformUnavailableError,
+    creating_run_id,
+    reauthorization_tag,
+    tags_after_reauthorization,
 )
 
 BASE = "https://api.example.test/elements/api-v2"
@@ -67,12 +65,22 @@ class FakePlatform:
             return None
 
         return OpenConnectorsClient(
-            BASE, "user", "org", transport=httpx.MockTransport(self.handler), sleep=no_sleep
+            BASE,
+            "user",
+            "org",
+            transport=httpx.MockTransport(self.handler),
+            sleep=no_sleep,
+            ambiguous_lookup_seconds=5,
         )
 
 
-def body(code: str = "fresh-code") -> InstanceRequest:
-    return InstanceRequest(
+async def reauthorize(client: OpenConnectorsClient, request: InstanceBody) -> tuple[object, bool]:
+    ensured = await client.ensure_reauthorized(7, request, mark_tag=reauthorization_tag(RUN))
+    return ensured.instance, ensured.created
+
+
+def body(code: str = "fresh-code") -> InstanceBody:
+    return InstanceBody(
         element_key="infusionsofterp",
         name="Acme ERP",
         code=SecretStr(code),
@@ -84,9 +92,7 @@ def body(code: str = "fresh-code") -> InstanceRequest:
 async def test_one_put_keeps_every_tag_and_adds_this_runs_mark() -> None:
     platform = FakePlatform(tags=["team-a", CREATED_BY, reauthorization_tag("an-older-run")])
     async with platform.client() as client:
-        instance, updated = await reauthorize_once(
-            client, 7, body(), flow_run_id=RUN, retry_seconds=0
-        )
+        instance, updated = await reauthorize(client, body())
     assert updated and instance.id == 7
     assert len(platform.puts) == 1
     sent = platform.puts[0]
@@ -97,9 +103,7 @@ async def test_one_put_keeps_every_tag_and_adds_this_runs_mark() -> None:
 async def test_a_lost_answer_is_adopted_without_sending_the_code_again() -> None:
     platform = FakePlatform(tags=[CREATED_BY], lose_answers=1)
     async with platform.client() as client:
-        instance, updated = await reauthorize_once(
-            client, 7, body(), flow_run_id=RUN, retry_seconds=0
-        )
+        instance, updated = await reauthorize(client, body())
     assert len(platform.puts) == 1
     assert not updated and reauthorization_tag(RUN) in instance.tags
 
@@ -107,7 +111,7 @@ async def test_a_lost_answer_is_adopted_without_sending_the_code_again() -> None
 async def test_a_replayed_run_finds_its_mark_and_sends_nothing() -> None:
     platform = FakePlatform(tags=[CREATED_BY, reauthorization_tag(RUN)])
     async with platform.client() as client:
-        _, updated = await reauthorize_once(client, 7, body(), flow_run_id=RUN, retry_seconds=0)
+        _, updated = await reauthorize(client, body())
     assert platform.puts == [] and not updated
 
 
@@ -115,7 +119,7 @@ async def test_a_refused_code_is_not_retried() -> None:
     platform = FakePlatform(tags=[CREATED_BY])
     async with platform.client() as client:
         with pytest.raises(AuthorizationCodeRejectedError):
-            await reauthorize_once(client, 7, body("used-code"), flow_run_id=RUN, retry_seconds=0)
+            await reauthorize(client, body("used-code"))
     assert len(platform.puts) == 1
 
 
@@ -123,11 +127,11 @@ async def test_a_deleted_instance_cannot_be_reauthorized() -> None:
     platform = FakePlatform(tags=[], exists=False)
     async with platform.client() as client:
         with pytest.raises(InstanceNotFoundError):
-            await reauthorize_once(client, 7, body(), flow_run_id=RUN, retry_seconds=0)
+            await reauthorize(client, body())
     assert platform.puts == []
 
 
-async def test_a_platform_that_keeps_failing_gives_up_after_the_attempts() -> None:
+async def test_a_platform_that_keeps_losing_answers_never_gets_the_code_twice() -> None:
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -140,16 +144,24 @@ async def test_a_platform_that_keeps_failing_gives_up_after_the_attempts() -> No
         return None
 
     client = OpenConnectorsClient(
-        BASE, "u", "o", transport=httpx.MockTransport(handler), sleep=no_sleep
+        BASE,
+        "u",
+        "o",
+        transport=httpx.MockTransport(handler),
+        sleep=no_sleep,
+        ambiguous_lookup_seconds=5,
     )
     async with client:
-        with pytest.raises(PlatformUnavailableError):
-            await reauthorize_once(client, 7, body(), flow_run_id=RUN, retry_seconds=0)
-    assert calls == ["GET", "PUT"] * 3
+        with pytest.raises(InstanceOutcomeUnknownError):
+            await reauthorize(client, body())
+    # The code left once; after the lost answer only reads follow, never a second PUT.
+    assert calls.count("PUT") == 1 and calls[0] == "GET" and set(calls[2:]) == {"GET"}
 
 
 def test_marks_of_earlier_reauthorizations_are_replaced() -> None:
-    tags = tags_after_reauthorization(["x", reauthorization_tag("a"), CREATED_BY], "b")
+    tags = tags_after_reauthorization(
+        ["x", reauthorization_tag("a"), CREATED_BY], reauthorization_tag("b")
+    )
     assert tags == ["x", CREATED_BY, reauthorization_tag("b")]
 
 

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import ManualClock, SandboxConfig, create_app
-from sandbox.provisioning import PROVIDER_FAILURE_MESSAGE
-from sandbox.testing import API, authorize, instance_body, platform_headers, sandbox_client
 from tests.unit.test_sandbox_process import read_ready, stop
+from tooling.sandbox import ManualClock, SandboxConfig, create_app
+from tooling.sandbox.provisioning import PROVIDER_FAILURE_MESSAGE
+from tooling.sandbox.testing import API, authorize, instance_body, platform_headers, sandbox_client
 
 CFG = SandboxConfig(code_ttl_seconds=60)
 HEADERS = platform_headers(CFG)
@@ -352,14 +352,14 @@ async def test_shorter_code_ttl(client: httpx.AsyncClient, clock: ManualClock) -
 
 @pytest.fixture(scope="module")
 def real_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    """A `python -m sandbox` process: its URL and its log file."""
+    """A `python -m tooling.sandbox` process: its URL and its log file."""
     log_path = tmp_path_factory.mktemp("sandbox-faults") / "sandbox.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "sandbox",
+                "tooling.sandbox",
                 "--port",
                 "0",
                 "--max-lifetime",
@@ -437,3 +437,27 @@ async def test_real_delay_gives_a_read_timeout(real_client: httpx.AsyncClient) -
     with pytest.raises(httpx.ReadTimeout):
         await real_client.get(INSTANCES, headers=HEADERS, timeout=0.1)
     assert (await real_client.get(INSTANCES, headers=HEADERS)).status_code == 200
+
+
+async def test_real_commit_then_delay_times_the_client_out_after_the_write(
+    real_client: httpx.AsyncClient,
+) -> None:
+    await add_fault(real_client, "POST", INSTANCES, {"type": "commit_then_delay", "seconds": 1})
+    code = await authorize(real_client, CFG)
+    before = {i["id"] for i in await admin_instances(real_client)}
+    with pytest.raises(httpx.ReadTimeout):
+        await real_client.post(
+            INSTANCES, json=instance_body(CFG, code), headers=HEADERS, timeout=0.3
+        )
+    created = [i for i in await admin_instances(real_client) if i["id"] not in before]
+    assert len(created) == 1  # the write is done although the client saw only a timeout
+
+
+async def test_real_commit_then_status_answers_the_gateway_status(
+    real_client: httpx.AsyncClient,
+) -> None:
+    await add_fault(real_client, "POST", INSTANCES, {"type": "commit_then_status", "status": 504})
+    code = await authorize(real_client, CFG)
+    before = {i["id"] for i in await admin_instances(real_client)}
+    assert (await create(real_client, code)).status_code == 504
+    assert len([i for i in await admin_instances(real_client) if i["id"] not in before]) == 1

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import SandboxConfig, create_app
-from sandbox.hub_data import encode_cursor, make_record
-from sandbox.testing import API, create_instance, hub_headers, sandbox_client
+from tooling.sandbox import SandboxConfig, create_app
+from tooling.sandbox.hub_data import encode_cursor, make_record
+from tooling.sandbox.testing import API, create_instance, hub_headers, sandbox_client
 
 CFG = SandboxConfig(records_per_resource=1050)
 

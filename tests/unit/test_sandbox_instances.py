@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from sandbox import ManualClock, SandboxConfig, create_app
-from sandbox.auth import REVOKED_MESSAGE
-from sandbox.errors import UNAUTHORIZED_MESSAGE
-from sandbox.provisioning import MISSING_CODE_MESSAGE, PROVIDER_FAILURE_MESSAGE
-from sandbox.testing import (
+from tooling.sandbox import ManualClock, SandboxConfig, create_app
+from tooling.sandbox.auth import REVOKED_MESSAGE
+from tooling.sandbox.errors import UNAUTHORIZED_MESSAGE
+from tooling.sandbox.provisioning import MISSING_CODE_MESSAGE, PROVIDER_FAILURE_MESSAGE
+from tooling.sandbox.testing import (
     API,
     authorize,
     create_instance,
@@ -131,10 +131,15 @@ async def test_wrong_secret_or_callback(client: httpx.AsyncClient) -> None:
     body["configuration"]["oauth.api.secret"] = "wrong"
     response = await post(client, body)
     assert error_of(response) == (400, PROVIDER_FAILURE_MESSAGE)
-    assert '"invalid_client"' in response.json()["providerMessage"]
+    assert response.json()["providerMessage"] == (
+        '{"error":"invalid_grant","error_description":"Unable to authenticate username and '
+        'password"}'
+    )
     assert "wrong" not in response.text
     response = await post(client, instance_body(CFG, code, callback_url="https://other.test/cb"))
-    assert '"invalid_grant"' in response.json()["providerMessage"]
+    assert response.json()["providerMessage"] == (
+        '{"error":"invalid_request","error_description":"Invalid redirect_uri"}'
+    )
     # Neither failure used the code up.
     assert (await post(client, instance_body(CFG, code))).status_code == 200
 

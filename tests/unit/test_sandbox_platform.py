@@ -9,10 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from sandbox import SandboxConfig, create_app
-from sandbox.auth import parse_authorization
-from sandbox.errors import UNAUTHORIZED_MESSAGE
-from sandbox.testing import API, hub_headers, platform_headers, sandbox_client
+from tooling.sandbox import SandboxConfig, create_app
+from tooling.sandbox.auth import parse_authorization
+from tooling.sandbox.errors import UNAUTHORIZED_MESSAGE
+from tooling.sandbox.testing import API, hub_headers, platform_headers, sandbox_client
 
 CFG = SandboxConfig()
 OAUTH_PARAMS = {

@@ -18,7 +18,7 @@ READY_TIMEOUT = 20
 
 def start(*extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", "0", *extra],
+        [sys.executable, "-m", "tooling.sandbox", "--port", "0", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -82,7 +82,7 @@ def test_process_stops_after_lifetime() -> None:
 
 def test_process_refuses_remote_host() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "sandbox", "--host", "0.0.0.0"],  # noqa: S104 - refused
+        [sys.executable, "-m", "tooling.sandbox", "--host", "0.0.0.0"],  # noqa: S104 - refused
         capture_output=True,
         timeout=30,
         check=False,
@@ -94,7 +94,7 @@ def test_process_refuses_remote_host() -> None:
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
 def test_loopback_hosts(host: str) -> None:
-    from service_process import is_loopback
+    from callback_receiver.serving import is_loopback
 
     assert is_loopback(host)
     assert not is_loopback("192.168.1.10")

@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from sandbox import ManualClock, OAuthApp, SandboxConfig, create_app
-from sandbox.testing import sandbox_client
+from tooling.sandbox import ManualClock, OAuthApp, SandboxConfig, create_app
+from tooling.sandbox.testing import sandbox_client
 
 CFG = SandboxConfig(
     code_ttl_seconds=60,
@@ -104,6 +104,7 @@ async def test_approve_redirects_with_code_and_state_keeping_query(
     query = parse_qs(location.query)
     assert query["run"] == ["7"]
     assert query["state"] == ["st<ate>&1"]
+    assert query["scope"] == ["full|xx123.infusionsoft.com"]  # Keap names the account
     code = query["code"][0]
     assert len(code) >= 32 and re.fullmatch(r"[A-Za-z0-9_-]+", code)
 
@@ -111,9 +112,11 @@ async def test_approve_redirects_with_code_and_state_keeping_query(
 async def test_deny_redirects_with_access_denied(client: httpx.AsyncClient) -> None:
     response = await decide(client, "deny", state="xyz")
     assert response.status_code == 303
+    # Keap's refusal, word for word (infusionsoft-php#115).
     assert response.headers["location"] == (
         "https://receiver.example.com/callback?run=7&error=access_denied"
-        "&error_description=The+user+denied+access.&state=xyz"
+        "&error_uri=http%3A%2F%2F127.0.0.1%3A9999%2Fprovider%2Fdocs%2Foauth-errors%23access_denied"
+        "&error_description=User+denied+access+to+resource&state=xyz"
     )
 
 
@@ -203,7 +206,6 @@ async def test_code_just_before_expiry_works(client: httpx.AsyncClient, clock: M
     ("overrides", "description"),
     [
         ({"code": "IAmBad"}, "Invalid authorization code."),
-        ({"redirect_uri": "https://receiver.example.com/other"}, "Redirect URI does not match"),
         (
             {"client_id": "app-2", "client_secret": "secret-2"},
             "Authorization code was issued to another client.",
@@ -226,14 +228,29 @@ async def test_invalid_grant_cases(
     "overrides",
     [{"client_secret": "wrong"}, {"client_id": "nobody"}, {"client_secret": ""}],
 )
-async def test_invalid_client(client: httpx.AsyncClient, overrides: dict[str, str]) -> None:
+async def test_a_bad_client_on_a_code_exchange_gets_keaps_answer(
+    client: httpx.AsyncClient, overrides: dict[str, str]
+) -> None:
     code = await issue_code(client)
     response = await client.post(TOKEN, data=exchange_form(code, **overrides))
     assert response.status_code == 401
-    assert response.json() == {
-        "error": "invalid_client",
-        "error_description": "Invalid client credentials.",
+    assert response.json() == {  # infusionsoft-php#260
+        "error": "invalid_grant",
+        "error_description": "Unable to authenticate username and password",
     }
+    assert (await client.post(TOKEN, data=exchange_form(code))).status_code == 200
+
+
+async def test_another_redirect_uri_is_keaps_invalid_request(client: httpx.AsyncClient) -> None:
+    code = await issue_code(client)
+    other = exchange_form(code, redirect_uri="https://receiver.example.com/other")
+    response = await client.post(TOKEN, data=other)
+    assert response.status_code == 400
+    assert response.json() == {  # infusionsoft-php#248
+        "error": "invalid_request",
+        "error_description": "Invalid redirect_uri",
+    }
+    assert (await client.post(TOKEN, data=exchange_form(code))).status_code == 200
 
 
 async def test_json_body_is_invalid_request(client: httpx.AsyncClient) -> None:
@@ -306,7 +323,7 @@ async def test_landing_page_shows_error(client: httpx.AsyncClient) -> None:
 
 
 async def test_issued_codes_are_listed_for_leak_audits(client: httpx.AsyncClient) -> None:
-    from sandbox.testing import authorize
+    from tooling.sandbox.testing import authorize
 
     first = await authorize(client, CFG)
     second = await authorize(client, CFG)

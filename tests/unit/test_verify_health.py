@@ -9,7 +9,7 @@ import pytest
 import respx
 
 from blocks import ConnectorInstance, OpenConnectorsCredentials
-from flows.health import (
+from flows.steps.health import (
     REAUTHORIZABLE,
     HealthRecord,
     InstanceCheck,
@@ -45,7 +45,7 @@ def error(status: int, message: str = "nope") -> httpx.Response:
     ("ping", "instance", "status", "problem"),
     [
         (httpx.Response(200, json={"endpoint": "infusionsofterp"}), None, "ok", None),
-        (error(403), None, "broken", "disabled"),
+        (error(403, "The instance 10001 is disabled."), None, "broken", "disabled"),
         (error(401), error(404), "broken", "deleted"),
         (error(401), httpx.Response(200, json={"id": 10001, "name": "a", "valid": False}),
          "broken", "revoked"),

@@ -1,0 +1,80 @@
+"""The receiver's state signer: loaded from the state key block, cached, reloaded on rotation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+from open_connectors.authorization import StateSigner, parse_state
+from open_connectors.errors import StateMismatchError, UnknownStateKeyError
+
+SignerLoader = Callable[[], Awaitable[StateSigner]]
+
+
+class SignerSource:
+    """Verifies states with a cached `StateSigner`, reloading it when a key is new to it.
+
+    A state naming an unknown key id is either signed with a key rotated in since
+    the last load, or with one rotated out (or forged): the signer is reloaded, at
+    most once every `min_reload_seconds`, so a rotation is picked up quickly and a
+    stream of forged key ids costs at most one block read per interval.
+
+    Args:
+        load: Loads the current signer (e.g. from the `StateSigningKey` block).
+        min_reload_seconds: The shortest time between two reloads.
+        clock: A monotonic clock (tests).
+    """
+
+    def __init__(
+        self,
+        load: SignerLoader,
+        *,
+        min_reload_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load = load
+        self._min_reload_seconds = min_reload_seconds
+        self._clock = clock
+        self._signer: StateSigner | None = None
+        self._loaded_at = float("-inf")
+        self._lock = asyncio.Lock()
+        self.loads = 0
+
+    async def signer(self) -> StateSigner:
+        """The cached signer (loaded on first use)."""
+        if self._signer is None:
+            await self._reload(force=True)
+        assert self._signer is not None
+        return self._signer
+
+    async def verify(self, state: str) -> tuple[UUID, StateSigner]:
+        """The run a state names and the signer that verified it.
+
+        Raises:
+            UnknownStateKeyError: Signed with a key unknown even after a reload.
+            StateMismatchError: Malformed, forged or altered (nothing is loaded for a
+                malformed state).
+        """
+        if parse_state(state) is None:
+            raise StateMismatchError("The state is not one this project issues.")
+        signer = await self.signer()
+        try:
+            return signer.verify(state), signer
+        except UnknownStateKeyError:
+            if not await self._reload(force=False):
+                raise
+        signer = await self.signer()
+        return signer.verify(state), signer
+
+    async def _reload(self, *, force: bool) -> bool:
+        async with self._lock:
+            if not force and self._clock() - self._loaded_at < self._min_reload_seconds:
+                return False
+            if force and self._signer is not None:
+                return True  # another request loaded it meanwhile
+            self._signer = await self._load()
+            self._loaded_at = self._clock()
+            self.loads += 1
+            return True

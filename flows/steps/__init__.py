@@ -1,0 +1,1 @@
+"""The steps the flows share: parameters, blocks, consent and waiting, hand-over, events, health."""

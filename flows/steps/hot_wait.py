@@ -1,0 +1,299 @@
+"""The hot wait: the first minutes of a wait spent in the run's own process.
+
+An answer is most likely in the minutes after the link is shown. A suspended run
+needs a new flow-run process once answered (seconds of a new interpreter importing
+Prefect); a run that waits in its own process goes on at once. So a run started
+from a deployment first *pauses* in its process for `OC_HOT_WAIT_SECONDS`, and only
+then suspends (no process held) for the rest of the wait. The hot run follows its own
+state on Prefect's event stream (`prefect.flow-run.*` events of the run, the websocket
+Prefect's own clients use, on a server and on Prefect Cloud), so a resume wakes it at
+once; it also reads its state every `OC_HOT_WAIT_POLL_SECONDS`, in case the stream is
+unavailable.
+
+Hot waits are bounded by the Prefect global concurrency limit
+`open-connectors-hot-waits` (`OC_HOT_WAIT_LIMIT` slots when the flow creates it;
+change it in the Prefect UI under Concurrency): beyond it a run suspends at once,
+so any number of waiting authorizations holds at most that many processes. Slots
+are leases: a process that dies gives its slot back when the lease runs out.
+
+The switch from hot to suspended goes through Prefect's orchestration, never around
+it: the run resumes itself with an empty answer (`POST /flow_runs/{id}/resume`),
+which Prefect refuses when the run was answered, cancelled or expired in the
+meantime. An answer that won that race is read and used; a cancel or an expiry is
+respected. Between the self-resume and the suspension the run is Running for a
+moment: a callback arriving then waits for the suspension (the receiver's
+early-callback path) and is not lost. The server-side pause deadline is the hot
+window plus a grace period, so a process that dies while it waits hot leaves a run
+that expires soon after, rather than one that would be resumed with nobody to run it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import TypeVar
+from uuid import UUID
+
+import anyio
+from prefect import get_run_logger
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.responses import SetStateStatus
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
+from prefect.input import RunInput
+from prefect.input.run_input import keyset_from_paused_state
+from prefect.logging import get_logger
+from prefect.states import Paused
+from prefect.utilities.engine import propose_state
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette import status
+
+from open_connectors import RunEndedWhileWaitingError
+
+HOT_WAIT_LIMIT = "open-connectors-hot-waits"
+# How long a hot wait leaves a cancel to the runner before it stops by itself.
+CANCEL_PATIENCE_SECONDS = 60.0
+# Prefect announces a state change before its API shows it (the event is sent before
+# the transaction commits): after an event, the run reads its state again this often,
+# this many times, before it falls back to the poll interval.
+RECHECK_SECONDS = 0.05
+RECHECKS = 10
+_NOT_AN_END_OF_WAIT = ("heartbeat", "Scheduled", "Late", "Pending", "Submitting", "Paused")
+
+R = TypeVar("R", bound=RunInput)
+
+
+class HotWaitSettings(BaseSettings):
+    """How runs wait hot; from `OC_HOT_WAIT_*` environment variables of the flow-run process.
+
+    Attributes:
+        seconds: The hot window; 0 turns hot waits off (runs suspend at once).
+        limit: Hot waits at once, when the flow creates the concurrency limit.
+        poll_seconds: How often a hot run reads its state besides the event stream's wake-ups.
+        grace_seconds: How long past the window the server keeps a hot pause alive.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OC_HOT_WAIT_", extra="ignore")
+
+    seconds: float = Field(default=180.0, ge=0, le=3600)
+    limit: int = Field(default=4, ge=1, le=1000)
+    poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    grace_seconds: float = Field(default=60.0, ge=10, le=3600)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether runs wait hot at all."""
+        return self.seconds > 0
+
+
+async def wait_hot(
+    form: type[R], *, run: FlowRun, key: str, window: float, settings: HotWaitSettings
+) -> R | None:
+    """Pause in this process for at most `window` seconds; the answer, or None to suspend.
+
+    None means no answer came in time (or no hot slot was free): the run is Running
+    again and the caller suspends it. `window` never exceeds the wait that is left.
+
+    Raises:
+        RunEndedWhileWaitingError: The run was cancelled or expired meanwhile.
+    """
+    logger = get_run_logger()
+    async with get_client() as client:
+        if await ensure_hot_wait_limit(client, settings.limit) < 1:
+            # Zero slots is how an operator turns hot waits off in the UI; the server
+            # would refuse a request for a slot of it as invalid.
+            logger.info("The hot-wait limit %s has 0 slots: the run suspends now.", HOT_WAIT_LIMIT)
+            return None
+        lease_seconds = max(window + settings.grace_seconds, 60.0)
+        async with _hot_slot(client, lease_seconds) as taken:
+            if not taken:
+                logger.info(
+                    "Every hot-wait slot (%s) is taken: the run suspends now.", HOT_WAIT_LIMIT
+                )
+                return None
+            logger.info(
+                "Waiting for the authorization in this process for %.0f s, then suspended.",
+                window,
+            )
+            return await _pause_in_process(form, run=run, key=key, window=window, settings=settings)
+
+
+@contextlib.asynccontextmanager
+async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterator[bool]:
+    """Take a hot-wait slot if one is free now (True), without waiting for one (False).
+
+    One request, answered by the server from the limit's state: a slow server delays the
+    answer but never turns a free slot into "all taken", as a client-side acquisition
+    timeout would. The lease outlives the hot window, so it needs no renewal; a process
+    that dies leaves it to run out.
+    """
+    try:
+        response = await client.increment_concurrency_slots_with_lease(
+            names=[HOT_WAIT_LIMIT], slots=1, mode="concurrency", lease_duration=lease_seconds
+        )
+    except PrefectHTTPStatusError as exc:
+        if exc.response.status_code != status.HTTP_423_LOCKED:
+            raise
+        yield False
+        return
+    lease_id = UUID(response.json()["lease_id"])
+    try:
+        yield True
+    finally:
+        with anyio.CancelScope(shield=True):
+            try:
+                await client.release_concurrency_slots_with_lease(lease_id)
+            except Exception as exc:  # the lease runs out by itself
+                get_run_logger().warning(
+                    "Could not give the hot-wait slot back (%s); it frees itself when its "
+                    "lease runs out.",
+                    type(exc).__name__,
+                )
+
+
+async def _pause_in_process(
+    form: type[R], *, run: FlowRun, key: str, window: float, settings: HotWaitSettings
+) -> R | None:
+    proposed = Paused(
+        timeout_seconds=int(window + settings.grace_seconds), reschedule=False, pause_key=key
+    )
+    keyset = keyset_from_paused_state(proposed)
+    proposed.state_details.run_input_keyset = keyset
+    async with get_client() as client:
+        state = await propose_state(client=client, state=proposed, flow_run_id=run.id)
+        if state.is_running():
+            # This pause fired before and was answered: hand the stored answer back.
+            return await form.aload(keyset, flow_run_id=run.id)
+        if not state.is_paused():
+            raise RunEndedWhileWaitingError(f"The run could not wait: it is {state.type.value}.")
+        await form.asave(keyset, flow_run_id=run.id)
+        deadline = time.monotonic() + window
+        rechecks = 0
+        async with _state_changes(run.id) as changes:
+            while (left := deadline - time.monotonic()) > 0:
+                current = await client.read_flow_run(run.id)
+                answered = await _answered(client, current)
+                if answered:
+                    return await form.aload(keyset, flow_run_id=run.id)
+                pause = RECHECK_SECONDS if rechecks else settings.poll_seconds
+                rechecks = max(0, rechecks - 1)
+                if await changes.wait(min(pause, left)):
+                    rechecks = RECHECKS
+        # Resume ourselves through orchestration: refused if somebody else was first.
+        result = await client.resume_flow_run(run.id, run_input={})
+        current = await client.read_flow_run(run.id)
+        if await _answered(client, current):
+            if result.status != SetStateStatus.ACCEPT:
+                # Somebody else resumed it first: that was the answer.
+                return await form.aload(keyset, flow_run_id=run.id)
+            return None
+        raise RunEndedWhileWaitingError(
+            "The run stopped waiting while it waited in process "
+            f"({current.state.type.value if current.state else 'no state'})."
+        )
+
+
+class StateChanges:
+    """Wake-ups for a hot wait: set when Prefect's event stream reports a change of the run."""
+
+    def __init__(self) -> None:
+        self._changed = anyio.Event()
+
+    def notify(self) -> None:
+        """The run's state changed (or may have): wake the waiter."""
+        self._changed.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait for the next change (True) or `timeout` seconds (False); then read the state.
+
+        A change seen here is forgotten, which is safe only because the caller reads the
+        run's state right after: a change that arrives meanwhile sets the next wake-up.
+        """
+        with anyio.move_on_after(timeout):
+            await self._changed.wait()
+        changed = self._changed.is_set()
+        if changed:
+            self._changed = anyio.Event()
+        return changed
+
+
+@contextlib.asynccontextmanager
+async def _state_changes(flow_run_id: UUID) -> AsyncIterator[StateChanges]:
+    """Follow the run's `prefect.flow-run.*` events while the body runs (best effort)."""
+    changes = StateChanges()
+    listener = asyncio.create_task(_follow_run_events(flow_run_id, changes))
+    try:
+        yield changes
+    finally:
+        listener.cancel()
+        # Waited for, not awaited: its CancelledError stays in it, and a cancel of this
+        # task arriving meanwhile is never swallowed.
+        await asyncio.wait([listener])
+
+
+async def _follow_run_events(flow_run_id: UUID, changes: StateChanges) -> None:
+    """Notify `changes` of every state event of the run; on any failure, leave it to polling."""
+    run_events = EventFilter(
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+        # Not the states a run passes through before it waits, nor its heartbeats: the
+        # stream first replays the last minute, and these never end a wait.
+        event=EventNameFilter(
+            prefix=["prefect.flow-run."],
+            exclude_name=[f"prefect.flow-run.{name}" for name in _NOT_AN_END_OF_WAIT],
+        ),
+    )
+    try:
+        async with get_events_subscriber(filter=run_events, reconnection_attempts=2) as events:
+            async for _ in events:
+                changes.notify()
+    except Exception as exc:  # the wait goes on, reading its state every poll interval
+        get_logger(__name__).debug(
+            "Prefect's event stream is unavailable (%s); the hot wait polls only.",
+            type(exc).__name__,
+        )
+
+
+async def _answered(client: PrefectClient, run: FlowRun) -> bool:
+    """Whether the hot pause is over (resumed); raise when the run ended instead.
+
+    A cancel wins: while the run is Cancelling, nothing is proposed and this process
+    waits for the runner or worker to end it (as it ends any cancelled run).
+
+    Raises:
+        RunEndedWhileWaitingError: The run is cancelled, failed, crashed or completed.
+    """
+    state = run.state
+    patience = time.monotonic() + CANCEL_PATIENCE_SECONDS
+    while state is not None and state.type is StateType.CANCELLING:
+        if time.monotonic() > patience:
+            raise RunEndedWhileWaitingError("The run is being cancelled.")
+        await anyio.sleep(1.0)
+        state = (await client.read_flow_run(run.id)).state
+    if state is None:
+        return False
+    if state.type is StateType.RUNNING:
+        return True
+    if state.is_final():
+        raise RunEndedWhileWaitingError(f"The run ended while it waited: {state.type.value}.")
+    return False
+
+
+async def ensure_hot_wait_limit(client: PrefectClient, limit: int) -> int:
+    """Create the hot-wait concurrency limit on first use; its number of slots.
+
+    An existing limit is kept as it is (the operator's choice in the UI).
+    """
+    with contextlib.suppress(ObjectNotFound):
+        return (await client.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)).limit
+    with contextlib.suppress(ObjectAlreadyExists):  # another run created it first
+        await client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=HOT_WAIT_LIMIT, limit=limit, active=True)
+        )
+        return limit
+    return (await client.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)).limit

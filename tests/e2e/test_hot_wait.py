@@ -1,0 +1,233 @@
+"""The hot wait: an answer in the first minutes needs no new process; beyond K runs suspend.
+
+A stack of its own, with a 20-second hot window and two hot slots, so the session's
+stack (which suspends at once) is not disturbed. Its runs read their state only once
+a minute: what wakes them sooner is Prefect's event stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import UUID
+
+import httpx
+import pytest
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import Cancelling
+
+from blocks import ConnectorInstance
+from flows.steps.hot_wait import HOT_WAIT_LIMIT
+from tests.e2e.conftest import consent_redirect, run_tag, start_authorization
+from tests.e2e.leak_audit import LeakAudit
+from tooling.devstack.runs import wait_for_final, wait_for_form
+from tooling.devstack.stack import LocalStack, local_stack
+
+pytestmark = pytest.mark.e2e
+
+WINDOW = 20.0
+SLOTS = 2
+HOT = {
+    "OC_HOT_WAIT_SECONDS": str(WINDOW),
+    "OC_HOT_WAIT_LIMIT": str(SLOTS),
+    "OC_HOT_WAIT_POLL_SECONDS": "60",
+}
+
+
+@pytest.fixture(scope="module")
+async def hot_stack(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_blocks: LocalStack, leak_audit: LeakAudit
+) -> AsyncIterator[LocalStack]:
+    """A stack whose runs wait hot first."""
+    home: Path = tmp_path_factory.mktemp("hot-stack")
+    with local_stack(home, lifetime=900, environment=HOT) as stack:
+        await stack.save_sandbox_blocks()
+        yield stack
+        await leak_audit.record(stack)
+
+
+async def state_names(client: PrefectClient, run_id: UUID) -> list[str]:
+    """The names of every state the run went through, oldest first."""
+    states = await client.read_flow_run_states(run_id)
+    return [state.name or "" for state in sorted(states, key=lambda s: s.timestamp)]
+
+
+async def first_pause(client: PrefectClient, run_id: UUID) -> float:
+    """When the run first waited (its first Paused or Suspended state), in epoch seconds."""
+    states = await client.read_flow_run_states(run_id)
+    waits = sorted(s.timestamp for s in states if s.type == StateType.PAUSED)
+    assert waits, [s.name for s in states]
+    return waits[0].timestamp()
+
+
+async def wait_for_free_hot_slots(client: PrefectClient, timeout: float = 120) -> None:
+    """Wait until no hot slot is held (a cancelled run's lease runs out by itself)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        limit = await client.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)
+        if limit.active_slots == 0:
+            return
+        assert time.monotonic() < deadline, f"{limit.active_slots} hot slot(s) still held"
+        await asyncio.sleep(1)
+
+
+async def answer_through_receiver(redirect: str) -> None:
+    async with httpx.AsyncClient(timeout=60) as browser:
+        page = await browser.get(redirect)
+    assert page.status_code == 200, page.text
+
+
+async def test_an_answer_inside_the_window_completes_without_a_new_process(
+    hot_stack: LocalStack,
+) -> None:
+    async with get_client() as prefect:
+        run = await start_authorization("Hot ERP")
+        waiting, _ = await wait_for_form(prefect, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        await answer_through_receiver(await consent_redirect(prefect, run))
+        answered_at = time.time()
+        final = await wait_for_final(prefect, run.id, timeout=60)
+        assert final.state is not None and final.state.is_completed(), final.state
+        # Woken by the run's Running event, not by the end of the window (no poll in it).
+        assert final.state.timestamp.timestamp() - answered_at < WINDOW / 2
+        names = await state_names(prefect, run.id)
+        # Never suspended, never rescheduled: the same process went on.
+        assert "Suspended" not in names and "Resuming" not in names, names
+        limit = await prefect.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)
+        assert limit.limit == SLOTS
+    async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
+
+
+async def test_beyond_the_limit_a_run_suspends_at_once_and_after_the_window_all_suspend(
+    hot_stack: LocalStack,
+) -> None:
+    async with get_client() as prefect:
+        runs = [await start_authorization(f"Hot limit ERP {n}") for n in range(SLOTS + 1)]
+        waiting = [(await wait_for_form(prefect, run.id))[0] for run in runs]
+        names = sorted(run.state.name for run in waiting if run.state is not None)
+        assert names == ["Paused"] * SLOTS + ["Suspended"], names
+        # After the window every run has given its process back and waits suspended.
+        last_pause = max([await first_pause(prefect, run.id) for run in runs])
+        await asyncio.sleep(max(0.0, last_pause + WINDOW + 8 - time.time()))
+        for run in runs:
+            current = await prefect.read_flow_run(run.id)
+            assert current.state is not None and current.state.name == "Suspended", current.state
+        for run in runs:
+            await answer_through_receiver(await consent_redirect(prefect, run))
+        finals = [await wait_for_final(prefect, run.id, timeout=120) for run in runs]
+        assert all(f.state is not None and f.state.is_completed() for f in finals)
+        for run in runs:
+            keys = (await prefect.read_flow_run(run.id)).empirical_policy.pause_keys
+            assert "authorization-2" not in (keys or set()), keys  # never asked twice
+
+
+async def test_answers_landing_around_the_switch_are_never_lost(hot_stack: LocalStack) -> None:
+    async with get_client() as prefect:
+        runs: list[FlowRun] = []
+        for n in range(3):
+            runs.append(await start_authorization(f"Switch ERP {n}"))
+            await asyncio.sleep(0.1)
+        redirects = [await consent_redirect(prefect, run) for run in runs]
+        paused_at = [await first_pause(prefect, run.id) for run in runs]
+
+        async def answer_at(redirect: str, moment: float) -> None:
+            await asyncio.sleep(max(0.0, moment - time.time()))
+            await answer_through_receiver(redirect)
+
+        # Each answer lands near its run's switch from hot to suspended.
+        offsets = [-0.3, 0.0, 0.3]
+        await asyncio.gather(
+            *(
+                answer_at(redirect, at + WINDOW + offset)
+                for redirect, at, offset in zip(redirects, paused_at, offsets, strict=True)
+            )
+        )
+        finals = [await wait_for_final(prefect, run.id, timeout=120) for run in runs]
+        assert all(f.state is not None and f.state.is_completed() for f in finals), [
+            f.state for f in finals
+        ]
+    async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    for run in runs:
+        assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
+
+
+async def test_a_cancel_during_the_hot_wait_wins(hot_stack: LocalStack) -> None:
+    async with get_client() as prefect:
+        run = await start_authorization("Cancelled hot ERP")
+        waiting, _ = await wait_for_form(prefect, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        await prefect.set_flow_run_state(run.id, Cancelling(), force=True)
+        final = await wait_for_final(prefect, run.id, timeout=60)
+        assert final.state is not None and final.state.type == StateType.CANCELLED, final.state
+        await asyncio.sleep(WINDOW / 2)
+        after = await prefect.read_flow_run(run.id)
+        assert after.state is not None and after.state.type == StateType.CANCELLED
+        assert "Suspended" not in await state_names(prefect, run.id)
+
+
+async def test_a_block_name_taken_while_a_run_waited_is_not_overwritten(
+    hot_stack: LocalStack,
+) -> None:
+    # Both names give the block "overwrite-erp"; both runs pass the first check, because
+    # neither has saved anything yet. Answered at once while they wait hot, neither runs
+    # the flow again from the top: only the check right before the save stands between
+    # them, and the server's unique block name decides which one keeps it.
+    async with get_client() as prefect:
+        await wait_for_free_hot_slots(prefect)
+        runs = [
+            await start_authorization("Overwrite ERP"),
+            await start_authorization("overwrite-erp"),
+        ]
+        redirects = [await consent_redirect(prefect, run) for run in runs]
+        await asyncio.gather(*(answer_through_receiver(redirect) for redirect in redirects))
+        finals = [await wait_for_final(prefect, run.id, timeout=60) for run in runs]
+        for run in runs:
+            assert "Suspended" not in await state_names(prefect, run.id)
+    done = [f for f in finals if f.state is not None and f.state.is_completed()]
+    refused = [f for f in finals if f.state is not None and f.state.is_failed()]
+    assert len(done) == 1 and len(refused) == 1, [f.state for f in finals]
+    first, second = done[0], refused[0]
+    async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    (kept,) = [i for i in instances if run_tag(first.id) in i["tags"]]
+    (other,) = [i for i in instances if run_tag(second.id) in i["tags"]]
+    message = (second.state.message if second.state else None) or ""
+    assert "overwrite-erp" in message
+    assert str(kept["id"]) in message and str(other["id"]) in message
+    # The winner's block holds its instance; the other instance is
+    # not orphaned: its token sits in the fallback block the message names.
+    block = await ConnectorInstance.aload("overwrite-erp")
+    assert block.instance_id == kept["id"]
+    assert block.token.get_secret_value() == kept["token"]
+    fallback = await ConnectorInstance.aload(f"overwrite-erp-{other['id']}")
+    assert fallback.instance_id == other["id"]
+    assert fallback.token.get_secret_value() == other["token"]
+    assert f"overwrite-erp-{other['id']}" in message
+
+
+async def test_zero_hot_slots_set_in_the_ui_means_every_run_suspends_at_once(
+    hot_stack: LocalStack,
+) -> None:
+    async with get_client() as prefect:
+        await prefect.update_global_concurrency_limit(
+            HOT_WAIT_LIMIT, GlobalConcurrencyLimitUpdate(limit=0)
+        )
+        try:
+            run = await start_authorization("No hot slots ERP")
+            waiting, _ = await wait_for_form(prefect, run.id)
+            assert waiting.state is not None and waiting.state.name == "Suspended"
+            await answer_through_receiver(await consent_redirect(prefect, run))
+            final = await wait_for_final(prefect, run.id, timeout=120)
+            assert final.state is not None and final.state.is_completed(), final.state
+            assert "Paused" not in await state_names(prefect, run.id)
+        finally:
+            await prefect.update_global_concurrency_limit(
+                HOT_WAIT_LIMIT, GlobalConcurrencyLimitUpdate(limit=SLOTS)
+            )

@@ -1,0 +1,102 @@
+"""The hot wait's wake-ups: Prefect's event stream wakes it at once, polling covers its absence."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import uuid4
+
+import anyio
+import pytest
+
+from flows.steps import hot_wait
+from flows.steps.hot_wait import StateChanges
+
+
+async def test_a_change_wakes_the_wait_at_once() -> None:
+    changes = StateChanges()
+    async with anyio.create_task_group() as group:
+        group.start_soon(_notify_after, changes, 0.05)
+        started = time.monotonic()
+        assert await changes.wait(30) is True
+    assert time.monotonic() - started < 5
+
+
+async def test_without_a_change_the_wait_ends_at_its_timeout() -> None:
+    changes = StateChanges()
+    started = time.monotonic()
+    assert await changes.wait(0.2) is False
+    assert 0.2 <= time.monotonic() - started < 5
+
+
+async def test_a_change_while_the_state_is_read_is_kept_for_the_next_wait() -> None:
+    changes = StateChanges()
+    changes.notify()  # arrived while the caller was reading the run's state
+    started = time.monotonic()
+    await changes.wait(30)
+    assert time.monotonic() - started < 5
+    # Seen once: the next wait sleeps again until a change or its timeout.
+    started = time.monotonic()
+    await changes.wait(0.2)
+    assert time.monotonic() - started >= 0.2
+
+
+@pytest.mark.parametrize("failure", [OSError("refused"), TimeoutError(), RuntimeError("auth")])
+async def test_an_unavailable_event_stream_leaves_the_wait_to_polling(
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
+) -> None:
+    class Unavailable:
+        def __init__(self, **_: Any) -> None: ...
+
+        async def __aenter__(self) -> Unavailable:
+            raise failure
+
+        async def __aexit__(self, *_: object) -> None: ...
+
+    monkeypatch.setattr(hot_wait, "get_events_subscriber", Unavailable)
+    changes = StateChanges()
+    await hot_wait._follow_run_events(uuid4(), changes)  # returns, raises nothing
+    started = time.monotonic()
+    await changes.wait(0.2)  # the poll interval still bounds the wait
+    assert 0.2 <= time.monotonic() - started < 5
+
+
+async def test_every_event_of_the_run_wakes_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    class Stream:
+        def __init__(self, *, filter: Any, **_: Any) -> None:
+            seen["filter"] = filter
+
+        async def __aenter__(self) -> Stream:
+            return self
+
+        async def __aexit__(self, *_: object) -> None: ...
+
+        def __aiter__(self) -> Stream:
+            self.sent = 0
+            return self
+
+        async def __anext__(self) -> object:
+            if self.sent == 2:
+                raise StopAsyncIteration
+            self.sent += 1
+            return object()
+
+    monkeypatch.setattr(hot_wait, "get_events_subscriber", Stream)
+    run_id = uuid4()
+    changes = StateChanges()
+    await hot_wait._follow_run_events(run_id, changes)
+    assert seen["filter"].resource.id == [f"prefect.flow-run.{run_id}"]
+    # The replayed minute before the wait and the heartbeats do not wake it; a resume does.
+    ignored = seen["filter"].event.exclude_name
+    assert {"prefect.flow-run.heartbeat", "prefect.flow-run.Paused"} <= set(ignored)
+    assert "prefect.flow-run.Running" not in ignored
+    started = time.monotonic()
+    await changes.wait(30)
+    assert time.monotonic() - started < 5
+
+
+async def _notify_after(changes: StateChanges, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    changes.notify()

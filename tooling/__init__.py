@@ -1,0 +1,1 @@
+"""Tooling, never installed with the product: the sandbox, the local stack, the demo, benchmarks."""

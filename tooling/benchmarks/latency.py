@@ -1,0 +1,445 @@
+"""Time to link and time to instance, against the minimal-Prefect and bare-httpx floors.
+
+    python -m tooling.benchmarks.latency [--reps 7] [--poll-frequency 1] [--think-seconds 1]
+
+Every repetition runs one authorization of ours and one of the minimal floor, one
+after the other (the order alternates), then the two bare httpx calls:
+
+- time to link: from the run's creation request (Prefect API) until the consent
+  link is readable in the paused run's resume form;
+- time to instance: from sending the redirect to the callback receiver until the
+  saved block exists (ours: the `ConnectorInstance` block; the floor: its marker
+  block).
+
+Before the callback the benchmark waits, as a person reading the link would,
+until the suspended run's process has exited, then `--think-seconds` more. Each
+authorization yields one figure of each kind, so both are measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import (
+    GlobalConcurrencyLimitCreate,
+    GlobalConcurrencyLimitUpdate,
+)
+from prefect.exceptions import ObjectNotFound
+
+from flows.steps.hot_wait import HOT_WAIT_LIMIT, HotWaitSettings
+from tooling.benchmarks.authorizations import (
+    Authorization,
+    BareSandbox,
+    answer,
+    start_minimal,
+    start_ours,
+    state_history,
+    wait_for_link,
+)
+from tooling.benchmarks.deadline import Deadline, DeadlineReached
+from tooling.benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, run_alone
+from tooling.benchmarks.report import (
+    Row,
+    Section,
+    fmt_ratio,
+    fmt_seconds,
+    median,
+    ratio,
+    verdict,
+)
+from tooling.devstack.proctree import sample_tree
+from tooling.devstack.runs import wait_for_final
+
+TARGET_RATIO = 1.5
+# The hot path's targets (issue: hot time to instance ≤ 1.0 s and ≤ 0.3x the suspended
+# floor; CPU per authorization ≤ 0.6x the suspended path).
+HOT_SECONDS_TARGET = 1.0
+HOT_FLOOR_RATIO_TARGET = 0.3
+HOT_CPU_RATIO_TARGET = 0.6
+# The product's default number of hot slots, restored after the benchmark.
+HOT_SLOTS = HotWaitSettings().limit
+_JITTER = random.Random(20261128)
+RUN_TIMEOUT = 180.0
+# The phases of one authorization, from the run's state history (wall clock).
+LINK_PHASES = ("until a runner picks it up", "process start", "flow until the link")
+INSTANCE_PHASES = (
+    "receiver resumes",
+    "until a runner picks it up",
+    "process start",
+    "flow until the block",
+)
+
+
+@dataclass
+class LatencyResult:
+    """The measurements of one latency run.
+
+    Attributes:
+        poll_frequency: The runner poll frequency used.
+        ours: Our authorizations on the suspended path (no hot slot free).
+        hot: Ours answered inside the hot window (the run waits in its own process).
+        minimal: The minimal floor's.
+        bare_link: Seconds of the bare `oauth/url` calls.
+        bare_instance: Seconds of the bare `POST /instances` calls.
+        phases: Per kind and phase, the seconds of each repetition.
+        failures: What went wrong, if anything.
+    """
+
+    poll_frequency: int
+    ours: list[Authorization] = field(default_factory=list)
+    hot: list[Authorization] = field(default_factory=list)
+    minimal: list[Authorization] = field(default_factory=list)
+    bare_link: list[float] = field(default_factory=list)
+    bare_instance: list[float] = field(default_factory=list)
+    phases: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    complete: bool = True
+
+    def runs(self, kind: str) -> list[Authorization]:
+        """The authorizations of `ours` (suspended), `hot` or `minimal`."""
+        return {"ours": self.ours, "hot": self.hot, "minimal": self.minimal}[kind]
+
+    def link(self, kind: str) -> list[float]:
+        """Times to link of `ours`, `hot` or `minimal`."""
+        return [run.link_seconds for run in self.runs(kind) if run.link_seconds is not None]
+
+    def instance(self, kind: str) -> list[float]:
+        """Times to instance of `ours`, `hot` or `minimal`."""
+        runs = self.runs(kind)
+        return [run.instance_seconds for run in runs if run.instance_seconds is not None]
+
+
+async def authorize_once(
+    client: PrefectClient,
+    http: httpx.AsyncClient,
+    bench: Bench,
+    start: Callable[[PrefectClient, Bench], Any],
+    *,
+    think_seconds: float,
+    result: LatencyResult,
+    kind: str,
+) -> Authorization:
+    """Run one authorization through and record its phases and the CPU it cost.
+
+    The run is started, and answered, at a random moment of the runners' poll cycle
+    (a uniform delay up to one poll interval), so that neither ours nor the floor
+    locks onto a lucky or unlucky phase of its runner's polling. `kind` is `ours`
+    (the suspended path: the hot-wait limit has no slot), `hot` (one slot free: the
+    answer comes while the run waits in its own process) or `minimal`.
+    """
+    if kind != "minimal":
+        await set_hot_slots(client, HOT_SLOTS if kind == "hot" else 0)
+    await asyncio.sleep(_JITTER.uniform(0, bench.poll_frequency))
+    cpu_before = sample_tree(bench.roots()).cpu_seconds
+    auth: Authorization = await start(client, bench)
+    auth.kind = kind
+    await wait_for_link(client, auth, timeout=RUN_TIMEOUT)
+    if kind != "hot":
+        # A person reads the link meanwhile; the suspended run's process exits.
+        await bench.wait_for_idle()
+    await asyncio.sleep(think_seconds + _JITTER.uniform(0, bench.poll_frequency))
+    await answer(client, http, auth, timeout=RUN_TIMEOUT)
+    await wait_for_final(client, auth.run_id, timeout=RUN_TIMEOUT)
+    await bench.wait_for_idle()
+    # Everything the stack spent on it: server, receiver, sandbox, runner, run processes.
+    result.cpu.setdefault(kind, []).append(sample_tree(bench.roots()).cpu_seconds - cpu_before)
+    _record_phases(result, auth, await state_history(client, auth.run_id))
+    return auth
+
+
+async def set_hot_slots(client: PrefectClient, slots: int) -> None:
+    """Set the hot-wait limit (0: every run suspends at once), creating it if needed."""
+    try:
+        await client.update_global_concurrency_limit(
+            HOT_WAIT_LIMIT, GlobalConcurrencyLimitUpdate(limit=slots)
+        )
+    except ObjectNotFound:
+        await client.create_global_concurrency_limit(
+            GlobalConcurrencyLimitCreate(name=HOT_WAIT_LIMIT, limit=slots, active=True)
+        )
+
+
+def _record_phases(
+    result: LatencyResult, auth: Authorization, history: Sequence[tuple[str, float]]
+) -> None:
+    """Split the two figures into phases from the run's states."""
+
+    def first(name: str, after: float) -> float | None:
+        return next((at for state, at in history if state == name and at >= after), None)
+
+    phases = result.phases.setdefault(auth.kind, {})
+    pending = first("Pending", auth.started_at)
+    running = first("Running", pending or auth.started_at)
+    if pending and running and auth.link_seconds is not None:
+        link_end = auth.started_at + auth.link_seconds
+        for phase, seconds in zip(
+            LINK_PHASES,
+            (pending - auth.started_at, running - pending, link_end - running),
+            strict=True,
+        ):
+            phases.setdefault(f"link: {phase}", []).append(seconds)
+    callback = auth.callback_at
+    if callback is None or auth.instance_seconds is None:
+        return
+    if auth.kind == "hot":
+        # No new process: the receiver's resume puts the waiting run back to Running.
+        running = first("Running", callback)
+        if running:
+            phases.setdefault("instance: receiver resumes", []).append(running - callback)
+            block_end = callback + auth.instance_seconds
+            phases.setdefault("instance: flow until the block", []).append(block_end - running)
+        return
+    resuming = first("Resuming", callback)
+    pending = first("Pending", resuming or callback)
+    running = first("Running", pending or callback)
+    if resuming and pending and running:
+        block_end = callback + auth.instance_seconds
+        for phase, seconds in zip(
+            INSTANCE_PHASES,
+            (resuming - callback, pending - resuming, running - pending, block_end - running),
+            strict=True,
+        ):
+            phases.setdefault(f"instance: {phase}", []).append(seconds)
+
+
+async def measure(
+    bench: Bench, *, reps: int, think_seconds: float, deadline: Deadline, hot: bool = True
+) -> LatencyResult:
+    """Interleave ours (suspended, and hot unless `hot` is False) and the floors `reps` times."""
+    result = LatencyResult(poll_frequency=bench.poll_frequency)
+    bare = BareSandbox.of(bench)
+    kinds: list[tuple[str, Callable[[PrefectClient, Bench], Any]]] = [
+        ("ours", start_ours),
+        *([("hot", start_ours)] if hot else []),
+        ("minimal", start_minimal),
+    ]
+    async with get_client() as client, httpx.AsyncClient(timeout=60) as http:
+        await bench.prepare(client)
+        # One untimed authorization of each warms the server, the sandbox and the
+        # receiver (first imports, first connections, SQLite's first pages).
+        try:
+            for kind, start in kinds:
+                await deadline.run(
+                    authorize_once(
+                        client,
+                        http,
+                        bench,
+                        start,
+                        think_seconds=0,
+                        result=LatencyResult(0),
+                        kind=kind,
+                    ),
+                    "warm-up",
+                )
+            for rep in range(reps):
+                deadline.check("latency repetitions")
+                # Every kind goes first, in the middle and last equally often.
+                order = kinds[rep % len(kinds) :] + kinds[: rep % len(kinds)]
+                for kind, start in order:
+                    auth = await deadline.run(
+                        authorize_once(
+                            client,
+                            http,
+                            bench,
+                            start,
+                            think_seconds=think_seconds,
+                            result=result,
+                            kind=kind,
+                        ),
+                        f"{kind} authorization",
+                    )
+                    result.runs(kind).append(auth)
+                result.bare_link.append(await bare.time_oauth_url())
+                result.bare_instance.append(await bare.time_create_instance())
+        except DeadlineReached as exc:
+            result.failures.append(str(exc))
+            result.complete = False
+        finally:
+            await set_hot_slots(client, HOT_SLOTS)
+    return result
+
+
+def section(result: LatencyResult, *, title: str = "Latency") -> Section:
+    """The table rows, the phase table and the notes of a latency run."""
+    rows: list[Row] = []
+    for figure, ours, floor, bare, bare_name in (
+        (
+            "Time to link",
+            result.link("ours"),
+            result.link("minimal"),
+            result.bare_link,
+            "bare httpx `oauth/url`",
+        ),
+        (
+            "Time to instance",
+            result.instance("ours"),
+            result.instance("minimal"),
+            result.bare_instance,
+            "bare httpx `POST /instances`",
+        ),
+    ):
+        ours_median, floor_median, bare_median = median(ours), median(floor), median(bare)
+        floor_ratio = ratio(ours_median, floor_median)
+        rows.append(
+            Row(
+                figure=f"{figure} (poll {result.poll_frequency} s)",
+                ours=fmt_seconds(ours_median),
+                floor=f"minimal Prefect flow {fmt_seconds(floor_median)}",
+                ratio=fmt_ratio(floor_ratio),
+                target=f"≤ {TARGET_RATIO}x {verdict(floor_ratio, TARGET_RATIO)}",
+                n=str(len(ours)),
+            )
+        )
+        rows.append(
+            Row(
+                figure=f"{figure}: bare floor",
+                ours=fmt_seconds(ours_median),
+                floor=f"{bare_name} {fmt_seconds(bare_median)}",
+                ratio=fmt_ratio(ratio(ours_median, bare_median)),
+                target="(shows Prefect's share)",
+                n=str(len(bare)),
+            )
+        )
+    rows += _hot_rows(result)
+    kinds = ["ours", *(["hot"] if result.hot else []), "minimal"]
+    phase_rows = [
+        [phase, *(fmt_seconds(median(result.phases.get(k, {}).get(phase, []))) for k in kinds)]
+        for phase in [f"link: {p}" for p in LINK_PHASES]
+        + [f"instance: {p}" for p in INSTANCE_PHASES]
+    ]
+    notes = [
+        f"runner poll frequency {result.poll_frequency} s; ours (suspended, and hot) and the "
+        "minimal floor alternate, one at a time, after one untimed warm-up each; each start "
+        "and each answer waits a random part of a poll interval first.",
+        "ours (suspended): the hot-wait limit set to 0 slots, so the run suspends at once and "
+        "a new process finishes it; ours (hot): a slot free, answered while the run waits "
+        "in its own process (the product's default for answers within "
+        f"{HotWaitSettings().seconds:.0f} s).",
+        "CPU per authorization: user + system CPU of every process of the stack (server, "
+        "receiver, sandbox, runner and the run's processes) from the start request until "
+        "the run's last process has exited; it includes the server's idle work meanwhile.",
+        *result.failures,
+    ]
+    return Section(
+        title=title,
+        rows=rows,
+        notes=notes,
+        tables=[
+            (
+                f"Where the time goes (medians, poll {result.poll_frequency} s)",
+                ["phase", *(KIND_NAMES[kind] for kind in kinds)],
+                phase_rows,
+            )
+        ],
+        data=_as_data(result),
+        complete=result.complete,
+    )
+
+
+KIND_NAMES = {"ours": "ours (suspended)", "hot": "ours (hot)", "minimal": "minimal Prefect flow"}
+
+
+def _hot_rows(result: LatencyResult) -> list[Row]:
+    """The hot path against the suspended floor and our suspended path, time and CPU."""
+    if not result.hot:
+        return []
+    hot = median(result.instance("hot"))
+    floor = median(result.instance("minimal"))
+    suspended = median(result.instance("ours"))
+    floor_ratio = ratio(hot, floor)
+    met = verdict(hot, HOT_SECONDS_TARGET) == verdict(floor_ratio, HOT_FLOOR_RATIO_TARGET) == "✓"
+    hot_cpu, suspended_cpu = median(result.cpu.get("hot", [])), median(result.cpu.get("ours", []))
+    minimal_cpu = median(result.cpu.get("minimal", []))
+    cpu_ratio = ratio(hot_cpu, suspended_cpu)
+    return [
+        Row(
+            figure="Time to instance, hot path",
+            ours=fmt_seconds(hot),
+            floor=f"minimal suspended flow {fmt_seconds(floor)}",
+            ratio=fmt_ratio(floor_ratio),
+            target=(
+                f"≤ {HOT_SECONDS_TARGET:.1f} s and ≤ {HOT_FLOOR_RATIO_TARGET}x "
+                f"{'✓' if met else '✗'}"
+            ),
+            n=str(len(result.instance("hot"))),
+        ),
+        Row(
+            figure="Time to instance, hot against our suspended path",
+            ours=fmt_seconds(hot),
+            floor=f"ours suspended {fmt_seconds(suspended)}",
+            ratio=fmt_ratio(ratio(hot, suspended)),
+            target="(what the hot wait saves)",
+            n=str(len(result.instance("hot"))),
+        ),
+        Row(
+            figure="CPU per authorization, hot path",
+            ours=f"{hot_cpu:.2f} CPU-s" if hot_cpu is not None else "—",
+            floor=f"ours suspended {suspended_cpu:.2f} CPU-s" if suspended_cpu is not None else "—",
+            ratio=fmt_ratio(cpu_ratio),
+            target=f"≤ {HOT_CPU_RATIO_TARGET}x {verdict(cpu_ratio, HOT_CPU_RATIO_TARGET)}",
+            n=str(len(result.cpu.get("hot", []))),
+        ),
+        Row(
+            figure="CPU per authorization, suspended path",
+            ours=f"{suspended_cpu:.2f} CPU-s" if suspended_cpu is not None else "—",
+            floor=f"minimal flow {minimal_cpu:.2f} CPU-s" if minimal_cpu is not None else "—",
+            ratio=fmt_ratio(ratio(suspended_cpu, minimal_cpu)),
+            target="(Prefect's floor)",
+            n=str(len(result.cpu.get("ours", []))),
+        ),
+    ]
+
+
+def _as_data(result: LatencyResult) -> dict[str, Any]:
+    return {
+        "poll_frequency": result.poll_frequency,
+        "ours": [asdict(run) | {"run_id": str(run.run_id)} for run in result.ours],
+        "hot": [asdict(run) | {"run_id": str(run.run_id)} for run in result.hot],
+        "minimal": [asdict(run) | {"run_id": str(run.run_id)} for run in result.minimal],
+        "cpu": result.cpu,
+        "bare_link": result.bare_link,
+        "bare_instance": result.bare_instance,
+        "phases": result.phases,
+        "failures": result.failures,
+    }
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tooling.benchmarks.latency", description=__doc__
+    )
+    parser.add_argument("--reps", type=int, default=7, help="repetitions (default 7)")
+    parser.add_argument("--poll-frequency", type=int, default=DEFAULT_POLL_FREQUENCY)
+    parser.add_argument("--think-seconds", type=float, default=1.0)
+    parser.add_argument("--deadline-minutes", type=float, default=20.0)
+    parser.add_argument("--keep", action="store_true", help="keep the stack's directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the latency benchmark alone and print its table."""
+    args = parse_args(argv)
+    return run_alone(
+        "latency",
+        args.deadline_minutes,
+        lambda bench, deadline: measure(
+            bench, reps=args.reps, think_seconds=args.think_seconds, deadline=deadline
+        ),
+        section,
+        poll_frequency=args.poll_frequency,
+        keep=args.keep,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

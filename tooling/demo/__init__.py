@@ -1,0 +1,1 @@
+"""The demo: `scripts/demo` (`python -m tooling.demo`) authorizes an instance on a local stack."""

@@ -1,0 +1,1 @@
+"""The local stack: Prefect server (SQLite or PostgreSQL), sandbox, receiver, serving, workers."""
