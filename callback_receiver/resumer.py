@@ -14,15 +14,19 @@ Order of work for one callback (no step reads anything before the state verifies
    looked for first, then created right before the resume: the server's unique
    (flow run, key) makes the creation an atomic check-and-set, so of two identical
    callbacks only one resumes, and an old callback never resumes a later wait. If
-   the resume is not accepted the marker is removed, so a reload can try again.
+   the resume is not accepted the marker is removed, so a reload can try again; if
+   the resume fails without an answer (Prefect unreachable, a 503 after its client's
+   retries), the marker is removed only once the run is seen still waiting on the
+   same form with no answer stored: an answer that may have arrived is never sent twice.
 
 Polling backs off from `poll_initial_seconds` (0.25 s), doubling up to
 `poll_max_seconds` (2 s), within `wait_seconds` (20 s by default). With the
 defaults a callback looks at the run at most 14 times, so it makes at most
-`max_prefect_requests(20) = 72` Prefect API requests: one marker look-up, one
-state-history read for a run that has ended, and per look at most five (the read,
-the schema check, the marker creation, the resume and the marker's removal), plus
-at most one read of the state key block per reload interval (5 s). A callback for
+`max_prefect_requests(20) = 74` Prefect API requests: one marker look-up, one
+state-history read for a run that has ended, per look at most five (the read, the
+schema check, the marker creation, the resume and the marker's removal), and once
+a read and an input look-up after a resume that failed (which ends the callback),
+plus at most one read of the state key block per reload interval (5 s). A callback for
 a run that already waits makes 5 (read, marker look-up, schema check, marker
 creation, resume); one for a run that never waits makes 15 over 20 s.
 """
@@ -35,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from uuid import UUID
 
+import httpx
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.client.schemas.responses import SetStateStatus
@@ -68,12 +73,13 @@ def poll_delays(wait_seconds: float, initial: float = 0.25, cap: float = 2.0) ->
 def max_prefect_requests(wait_seconds: float, initial: float = 0.25, cap: float = 2.0) -> int:
     """The most Prefect API requests one callback makes (the state key block aside).
 
-    One marker look-up and one state-history read, and per look at the run at most
+    One marker look-up and one state-history read; per look at the run at most
     five: the read, the schema check, the marker creation, the resume and the
-    marker's removal.
+    marker's removal; and once, after a resume that failed, a read of the run and a
+    look-up of its answer.
     """
     looks = len(poll_delays(wait_seconds, initial, cap)) + 1
-    return 2 + 5 * looks
+    return 2 + 5 * looks + 2
 
 
 class Resumer:
@@ -169,7 +175,12 @@ class Resumer:
         if not await self._create_marker(run_id, marker, wait_key):
             logger.info("Run %s already received this answer.", run_id)
             return Outcome.ALREADY_USED
-        answer = await self._client.resume_flow_run(run_id, run_input=callback.run_input())
+        try:
+            answer = await self._client.resume_flow_run(run_id, run_input=callback.run_input())
+        except (httpx.HTTPError, OSError):
+            if await self._still_unanswered(run_id, wait_key):
+                await self._delete_marker(run_id, marker)
+            raise
         if answer.status == SetStateStatus.ACCEPT:
             outcome = Outcome.REFUSED if callback.error else Outcome.AUTHORIZED
             logger.info("Resumed run %s (%s).", run_id, outcome.value)
@@ -184,6 +195,23 @@ class Resumer:
                 return Outcome.INVALID
         # ABORT (no longer paused: another answer won, or the wait is changing): look again.
         return None
+
+    async def _still_unanswered(self, run_id: UUID, wait_key: str) -> bool:
+        """Whether the run certainly did not take an answer for `wait_key` (after a failed resume).
+
+        True only when the run is read as still paused on that wait with no answer
+        stored under it; any doubt (another state, a stored answer, Prefect not
+        answering) is False.
+        """
+        try:
+            run = await self._client.read_flow_run(run_id)
+            state = run.state
+            keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
+            if not keyset or keyset.get("response") != wait_key:
+                return False
+            return not await self._input_exists(run_id, wait_key)
+        except (httpx.HTTPError, OSError, ObjectNotFound):
+            return False
 
     async def _ended_outcome(self, run_id: UUID, final: State) -> Outcome:
         """Expired when the run failed right after a wait whose deadline had passed."""

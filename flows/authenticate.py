@@ -11,8 +11,8 @@ from the run id, and the consent link is cached per run. Started directly (a
 script, a test), the run *pauses* in its process and polls every 2 seconds.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a served run gets its flow pickled by
+# value (deployments/serve.py), and the parameters' types must travel with it.
 from typing import Any
 
 from prefect import flow, get_run_logger, task

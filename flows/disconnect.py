@@ -13,8 +13,8 @@ the cause, block and record kept. The block goes last, so a run stopped half-way
 simply be run again.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a served run gets its flow pickled by
+# value (deployments/serve.py), and the parameters' types must travel with it.
 from prefect import flow, get_run_logger, task
 from prefect.variables import Variable
 from pydantic import BaseModel

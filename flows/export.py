@@ -11,8 +11,8 @@ the event), and it can be run by hand. Your own flows follow the same pattern:
 load the `ConnectorInstance` block, call the hub with its client.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a served run gets its flow pickled by
+# value (deployments/serve.py), and the parameters' types must travel with it.
 import re
 import time
 from collections.abc import AsyncIterator

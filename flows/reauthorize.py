@@ -12,8 +12,8 @@ and every attempt reads the instance first, so a retry after a lost answer adopt
 the re-authorization instead of sending the single-use code again.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a served run gets its flow pickled by
+# value (deployments/serve.py), and the parameters' types must travel with it.
 from prefect import flow, get_run_logger, task
 from pydantic import SecretStr
 

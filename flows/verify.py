@@ -12,8 +12,8 @@ instance that stops answering (deleted, disabled, credentials revoked) makes
 grant was revoked gets a `reauthorize-connector-instance` run, once per breakage.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a served run gets its flow pickled by
+# value (deployments/serve.py), and the parameters' types must travel with it.
 import asyncio
 from uuid import UUID
 

@@ -46,6 +46,11 @@ _CODE_PATTERN = re.compile(r"^[\x21-\x7e]{1,2048}$")
 _ERROR_PATTERN = re.compile(r"^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,200}$")
 MAX_ANSWER_LENGTH = 8192
 USED_CODE_KEY_PREFIX = "callback-"
+# A prompt (one form, one link) is waited for hot first, under its key with this suffix,
+# then suspended under the bare key: for a used code, both are the same wait.
+HOT_WAIT_SUFFIX = "-hot"
+# How Prefect names a wait's run input keys: `<paused|suspended>-<pause key>-<kind>`.
+_WAIT_KEY_PATTERN = re.compile(r"^(?:paused|suspended)-(.+)-(?:response|schema)$")
 _PASTE_WHOLE_ADDRESS = (
     "Paste the WHOLE address of the page the provider sent you to after your decision "
     "(it carries this run's state), not the code alone."
@@ -172,13 +177,28 @@ def used_code_key(digest: str) -> str:
     return f"{USED_CODE_KEY_PREFIX}{digest}"
 
 
+def prompt_of(wait_key: str) -> str:
+    """The prompt a wait's run input key belongs to: the pause key without `HOT_WAIT_SUFFIX`.
+
+    `paused-authorization-1-hot-response` and `suspended-authorization-1-response` are
+    the one prompt `authorization-1`: the same form and link, waited for in the run's
+    process and then suspended. An answer delivered while the run switched from one
+    to the other lands in the second. A key of another shape is its own prompt.
+    """
+    match = _WAIT_KEY_PATTERN.match(wait_key)
+    if match is None:
+        return wait_key
+    pause_key = match.group(1)
+    return pause_key.removesuffix(HOT_WAIT_SUFFIX)
+
+
 def used_code_marker(wait_key: str, *, received_at: datetime | None = None) -> str:
     """The value stored under `used_code_key`: when, and for which wait, the code was used.
 
     Args:
         wait_key: The run input key the answer is (or was) stored under, i.e. the wait's
-            `run_input_keyset["response"]`. The flow finding a marker for its own wait
-            knows the receiver delivered this very answer; any other wait: already used.
+            `run_input_keyset["response"]`. The flow finding a marker for its own prompt
+            knows the receiver delivered this very answer; any other prompt: already used.
         received_at: When (now by default).
     """
     when = (received_at or datetime.now(UTC)).isoformat()
@@ -186,12 +206,19 @@ def used_code_marker(wait_key: str, *, received_at: datetime | None = None) -> s
 
 
 def marker_is_for_wait(marker: str, wait_key: str) -> bool:
-    """Whether a stored used-code marker was recorded for this wait (a malformed one is not)."""
+    """Whether a stored used-code marker was recorded for this wait's prompt.
+
+    The same prompt, not the same key: the receiver records the wait it saw, and its
+    resume may land a moment later in the suspension that followed that prompt's hot
+    wait (`prompt_of`). A malformed marker is for no wait.
+    """
     try:
         value = json.loads(marker)
     except ValueError:
         return False
-    return isinstance(value, dict) and value.get("wait") == wait_key
+    if not isinstance(value, dict) or not isinstance(value.get("wait"), str):
+        return False
+    return prompt_of(value["wait"]) == prompt_of(wait_key)
 
 
 def state_matches(state: str | None, expected: str) -> bool:

@@ -37,6 +37,7 @@ from open_connectors import (
     read_authorization_answer,
 )
 from open_connectors.authorization import (
+    HOT_WAIT_SUFFIX,
     code_digest,
     marker_is_for_wait,
     used_code_key,
@@ -76,7 +77,7 @@ async def wait_for_answer(
     problem: str | None = None
     for prompt in range(1, MAX_PROMPTS + 1):
         key = f"{PAUSE_KEY_PREFIX}-{prompt}"
-        hot_key = f"{key}-hot"
+        hot_key = f"{key}{HOT_WAIT_SUFFIX}"
         expires_at = datetime.now(UTC) + timedelta(seconds=timeout_seconds)
         form = AuthorizationAnswer.with_initial_data(
             description=consent_description(
@@ -147,7 +148,7 @@ async def wait_for_answer(
             problem = str(exc)
             logger.warning("The answer could not be used (%s); showing the form again.", exc)
             continue
-        if not await _claim_code(signer, grant, consent, answer.metadata.key, run):
+        if not await claim_code(signer, grant, consent, answer.metadata.key, run):
             problem = (
                 "this code was already used for this authorization (a replayed or reloaded "
                 "answer). Open the consent link again, approve, and paste the new address."
@@ -164,7 +165,7 @@ async def wait_for_answer(
     )
 
 
-async def _claim_code(
+async def claim_code(
     signer: StateSigner,
     grant: AuthorizationGrant,
     consent: ConsentLink,

@@ -22,6 +22,7 @@ from deployments.spec import load_specs
 from tests.e2e.conftest import SandboxAdmin, run_tag, start_authorization
 from tooling.devstack.consent import decide
 from tooling.devstack.prefect_server import prefect_environment, start_prefect_server
+from tooling.devstack.proctree import flow_run_processes
 from tooling.devstack.runs import consent_link, resume_with_answer, wait_for_final, wait_for_form
 from tooling.devstack.stack import SERVED_DEPLOYMENTS, LocalStack
 from tooling.devstack.workers import create_process_pool, deploy_all
@@ -103,19 +104,9 @@ async def test_serving_registers_the_same_four_deployments(
     assert automation.trigger.expect == {"open-connectors.instance.created"}  # type: ignore[union-attr]
 
 
-def children_of(pids: set[int]) -> list[int]:
-    """Processes whose parent is one of `pids` (the flow runs a serving process started)."""
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) in pids:
-            found.append(int(entry.name))
-    return found
+def flow_runs_of(pids: set[int]) -> list[int]:
+    """The flow-run processes of the serving processes `pids` (not their helpers)."""
+    return [child for pid in pids for child in flow_run_processes(pid)]
 
 
 async def test_a_suspended_authorization_survives_restarting_the_serving_process(
@@ -131,9 +122,9 @@ async def test_a_suspended_authorization_survives_restarting_the_serving_process
     serving = [process for process in sandbox_blocks.serving if process.is_running()]
     pids = {process.pid for process in serving}
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and children_of(pids):  # noqa: ASYNC110 - polling /proc
+    while time.monotonic() < deadline and flow_runs_of(pids):  # noqa: ASYNC110 - polling /proc
         await asyncio.sleep(0.5)
-    assert children_of(pids) == []
+    assert flow_runs_of(pids) == []
 
     # Every serving process goes away; the run waits on, on the server alone.
     for process in serving:

@@ -24,6 +24,7 @@ from blocks import ConnectorInstance
 from flows.steps.hot_wait import HOT_WAIT_LIMIT
 from tests.e2e.conftest import consent_redirect, run_tag, start_authorization
 from tests.e2e.leak_audit import LeakAudit
+from tooling.devstack.proctree import children, command_line, flow_run_processes
 from tooling.devstack.runs import wait_for_final, wait_for_form
 from tooling.devstack.stack import LocalStack, local_stack
 
@@ -88,6 +89,14 @@ async def test_an_answer_inside_the_window_completes_without_a_new_process(
         run = await start_authorization("Hot ERP")
         waiting, _ = await wait_for_form(prefect, run.id)
         assert waiting.state is not None and waiting.state.name == "Paused"
+        # The waiting process was forked from the serving process's fork server (warm),
+        # not started as a new interpreter.
+        (serving,) = hot_stack.serving
+        (fork_server,) = [
+            pid for pid in children(serving.pid) if b"forkserver" in command_line(pid)
+        ]
+        (waiting_process,) = flow_run_processes(serving.pid)
+        assert waiting_process in children(fork_server)
         await answer_through_receiver(await consent_redirect(prefect, run))
         answered_at = time.time()
         final = await wait_for_final(prefect, run.id, timeout=60)

@@ -24,6 +24,7 @@ from open_connectors.authorization import (
     key_id,
     marker_is_for_wait,
     parse_state,
+    prompt_of,
     used_code_marker,
 )
 from tests.states import client_secret_state
@@ -279,3 +280,22 @@ def test_a_used_code_marker_names_its_wait_and_holds_no_code() -> None:
     assert not marker_is_for_wait(marker, "suspended-authorization-2-response")
     assert not marker_is_for_wait("not json", "suspended-authorization-1-response")
     assert not marker_is_for_wait("[1]", "suspended-authorization-1-response")
+    assert not marker_is_for_wait('{"wait": 1}', "suspended-authorization-1-response")
+
+
+def test_a_marker_for_a_prompts_hot_wait_holds_for_the_suspension_that_followed_it() -> None:
+    # The receiver saw the hot wait and recorded it; its resume landed a moment later,
+    # after the run had switched to the suspension of the same prompt (seen in CI).
+    marker = used_code_marker("paused-authorization-1-hot-response")
+    assert marker_is_for_wait(marker, "suspended-authorization-1-response")
+    assert marker_is_for_wait(marker, "paused-authorization-1-hot-response")
+    # A later prompt (the form shown again) never takes the same code.
+    assert not marker_is_for_wait(marker, "suspended-authorization-2-response")
+    assert not marker_is_for_wait(marker, "paused-authorization-2-hot-response")
+    assert not marker_is_for_wait(
+        used_code_marker("suspended-authorization-1-response"),
+        "suspended-authorization-11-response",
+    )
+    assert prompt_of("suspended-authorization-1-response") == "authorization-1"
+    assert prompt_of("paused-authorization-1-hot-schema") == "authorization-1"
+    assert prompt_of("something-else") == "something-else"

@@ -65,6 +65,8 @@ class FakePrefect:
         self.calls: list[str] = []
         self.on_read: Callable[[FlowRun], None] | None = None
         self.gate: asyncio.Event | None = None
+        # Resume requests that fail, each after `resume_takes` decided if it took.
+        self.resume_failures: list[bool] = []
 
     def add_run(self, state: State, *, schema_stored: bool = True, **parameters: Any) -> FlowRun:
         run = FlowRun(
@@ -125,6 +127,13 @@ class FakePrefect:
     async def resume_flow_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> Any:
         self.calls.append("resume_flow_run")
         self.resumes.append((flow_run_id, run_input))
+        if self.resume_failures:
+            took = self.resume_failures.pop(0)
+            if took:  # processed, but the answer to the request was lost
+                keyset = self.runs[flow_run_id].state.state_details.run_input_keyset  # type: ignore[union-attr]
+                self.inputs[(flow_run_id, keyset["response"])] = "{}"  # type: ignore[index]
+                self.set_state(self.runs[flow_run_id], Scheduled(name="Resuming"))
+            raise _status_error(503)
         if self.answers:
             return self.answers.pop(0)
         run = self.runs[flow_run_id]
@@ -419,7 +428,7 @@ async def test_the_worst_case_request_count_is_bounded(prefect: FakePrefect) -> 
     response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=20)
     assert outcome(response) == "not-ready"
     assert marker_of(run) not in prefect.inputs  # removed after each refused resume
-    assert len(prefect.calls) <= max_prefect_requests(20) == 72
+    assert len(prefect.calls) <= max_prefect_requests(20) == 74
 
 
 async def test_a_refused_resume_removes_the_marker_so_a_reload_can_try_again(
@@ -637,3 +646,35 @@ async def test_any_query_gets_a_page_and_only_a_valid_state_resumes(
         assert prefect.calls == []
     for _, resumed_input in prefect.resumes:
         assert resumed_input["state"] == state_of(run)
+
+
+async def test_a_resume_that_failed_untaken_leaves_the_code_usable_by_a_reload(
+    prefect: FakePrefect,
+) -> None:
+    # Prefect answered 503 (SQLite busy, after its client's own retries): nothing taken.
+    run = prefect.add_run(waiting_state())
+    prefect.resume_failures = [False]
+    params = {"code": CODE, "state": state_of(run)}
+    first = await callback(prefect, params)
+    assert first.status_code == 503 and outcome(first) == "not-ready"
+    assert marker_of(run) not in prefect.inputs
+    reload = await callback(prefect, params)
+    assert reload.status_code == 200 and outcome(reload) == "authorized"
+    assert [resumed for resumed, _ in prefect.resumes] == [run.id, run.id]
+
+
+async def test_a_resume_that_took_but_lost_its_answer_is_never_sent_again(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(waiting_state())
+    prefect.resume_failures = [True]
+    params = {"code": CODE, "state": state_of(run)}
+    first = await callback(prefect, params)
+    assert first.status_code == 503 and outcome(first) == "not-ready"
+    assert marker_of(run) in prefect.inputs
+    # The run is waiting again later (the form shown anew): a reload is still refused.
+    prefect.set_state(run, waiting_state("authorization-2"))
+    prefect.store_schema(run)
+    reload = await callback(prefect, params)
+    assert reload.status_code == 409 and outcome(reload) == "already-used"
+    assert len(prefect.resumes) == 1

@@ -6,16 +6,24 @@ from uuid import UUID, uuid4
 
 import pytest
 from prefect import flow
+from prefect.client.orchestration import get_client
+from pydantic import SecretStr
 
 from blocks import StateSigningKey
 from flows.authenticate import await_authorization
 from flows.steps.consent import ConsentLink
+from flows.steps.run_identity import current_flow_run
+from flows.steps.waiting import claim_code
 from open_connectors import (
     AuthorizationDeniedError,
+    AuthorizationGrant,
     AuthorizationTimeoutError,
     InvalidAuthorizationAnswerError,
     StateMismatchError,
+    code_digest,
+    used_code_key,
 )
+from open_connectors.authorization import used_code_marker
 from tests.unit.conftest import answer, run_answered, stored_answer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "fast_pause")
@@ -120,3 +128,35 @@ async def test_a_bare_code_is_accepted_only_with_the_opt_in() -> None:
         opted_in_flow.with_options(flow_run_name=name)(consent), name, [answer(code="bare")]
     )
     assert grant == {"code": "bare", "state_checked": False}
+
+
+@flow
+async def claiming_flow(consent: ConsentLink, recorded_for: str, claimed_for: str) -> bool:
+    """The receiver records the code for one wait; the run then claims it for another."""
+    signer = (await StateSigningKey.aload_or_create()).signer()
+    run = current_flow_run()
+    key = used_code_key(code_digest(signer, "the-code", state=consent.state))
+    async with get_client() as client:
+        await client.create_flow_run_input(run.id, key, used_code_marker(recorded_for))
+    grant = AuthorizationGrant(code=SecretStr("the-code"), state_checked=True)
+    return await claim_code(signer, grant, consent, claimed_for, run)
+
+
+@pytest.mark.parametrize(
+    ("claimed_for", "accepted"),
+    [
+        # The receiver saw the hot wait; its resume landed after the switch, in the
+        # suspension of the same prompt (Prefect's client retried a 503 meanwhile).
+        ("suspended-authorization-1-response", True),
+        ("paused-authorization-1-hot-response", True),
+        # The form shown again is a later prompt: the same code is a replay there.
+        ("suspended-authorization-2-response", False),
+        ("paused-authorization-2-hot-response", False),
+    ],
+)
+async def test_a_code_recorded_for_a_prompts_hot_wait_is_that_prompts_after_the_switch(
+    claimed_for: str, accepted: bool
+) -> None:
+    consent = await consent_link()
+    result = await claiming_flow(consent, "paused-authorization-1-hot-response", claimed_for)
+    assert result is accepted

@@ -100,14 +100,20 @@ async def start_minimal(client: PrefectClient, bench: Bench) -> Authorization:
     return Authorization("minimal", run.id, marker, MARKER_BLOCK_TYPE, started)
 
 
-async def wait_for_link(client: PrefectClient, auth: Authorization, *, timeout: float) -> str:
+async def wait_for_link(
+    client: PrefectClient,
+    auth: Authorization,
+    *,
+    timeout: float,
+    poll_seconds: float = POLL_SECONDS,
+) -> str:
     """Wait until the run's resume form shows the consent link; record the time to link.
 
     Raises:
         StackError: The run ended, or showed no link within `timeout`.
     """
     _, description = await wait_for_form(
-        client, auth.run_id, timeout=timeout, poll_seconds=POLL_SECONDS
+        client, auth.run_id, timeout=timeout, poll_seconds=poll_seconds
     )
     auth.link_seconds = time.time() - auth.started_at
     auth.link = consent_link(description)
@@ -115,7 +121,12 @@ async def wait_for_link(client: PrefectClient, auth: Authorization, *, timeout: 
 
 
 async def answer(
-    client: PrefectClient, http: httpx.AsyncClient, auth: Authorization, *, timeout: float
+    client: PrefectClient,
+    http: httpx.AsyncClient,
+    auth: Authorization,
+    *,
+    timeout: float,
+    poll_seconds: float = POLL_SECONDS,
 ) -> None:
     """Press Allow, deliver the redirect to the receiver, and wait for the block to exist.
 
@@ -128,11 +139,20 @@ async def answer(
     auth.receiver_seconds = time.time() - auth.callback_at
     if response.status_code != 200:
         raise StackError(f"The receiver answered {response.status_code} for the {auth.kind} run.")
-    await wait_for_block(client, auth.block, auth.block_type, timeout=timeout)
+    await wait_for_block(
+        client, auth.block, auth.block_type, timeout=timeout, poll_seconds=poll_seconds
+    )
     auth.instance_seconds = time.time() - auth.callback_at
 
 
-async def wait_for_block(client: PrefectClient, name: str, slug: str, *, timeout: float) -> None:
+async def wait_for_block(
+    client: PrefectClient,
+    name: str,
+    slug: str,
+    *,
+    timeout: float,
+    poll_seconds: float = POLL_SECONDS,
+) -> None:
     """Wait until a block document of that type and name exists.
 
     Raises:
@@ -144,7 +164,7 @@ async def wait_for_block(client: PrefectClient, name: str, slug: str, *, timeout
             await client.read_block_document_by_name(name, slug, include_secrets=False)
             return
         except ObjectNotFound:
-            await asyncio.sleep(POLL_SECONDS)
+            await asyncio.sleep(poll_seconds)
     raise StackError(f"The block {slug}/{name} did not appear within {timeout:.0f} s.")
 
 

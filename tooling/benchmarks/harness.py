@@ -36,7 +36,7 @@ from tooling.benchmarks.minimal_flow import FLOW_NAME as MINIMAL_FLOW
 from tooling.benchmarks.minimal_flow import STATE_KEY_ENV
 from tooling.benchmarks.report import Section, render
 from tooling.devstack.processes import ManagedProcess
-from tooling.devstack.proctree import children
+from tooling.devstack.proctree import flow_run_processes
 from tooling.devstack.serving import start_serving
 from tooling.devstack.stack import SERVED_DEPLOYMENTS, Database, LocalStack, local_stack
 from tooling.sandbox.config import SandboxConfig
@@ -63,6 +63,8 @@ class Bench:
         baseline: Another copy of the project (an older checkout) to measure as well.
         ours_variant: `current` or `baseline`: which copy serves ours now.
         ours: The process serving the project's deployments.
+        more_ours: Further processes serving them (`servers` - 1), as a second worker would.
+        servers: How many processes serve the project's deployments.
         minimal: The process serving the minimal floor, when asked.
         deployment_ids: Deployment ids by `flow/deployment` name.
         state_key: The state key both floors sign with (saved as the state key block).
@@ -73,6 +75,8 @@ class Bench:
     baseline: Path | None = None
     ours_variant: str = "current"
     ours: ManagedProcess | None = None
+    more_ours: list[ManagedProcess] = field(default_factory=list)
+    servers: int = 1
     minimal: ManagedProcess | None = None
     deployment_ids: dict[str, UUID] = field(default_factory=dict)
     extra: list[ManagedProcess] = field(default_factory=list)
@@ -84,16 +88,19 @@ class Bench:
         if self.stack.receiver is not None:
             processes.append(self.stack.receiver.process)
         processes += [p for p in (self.ours, self.minimal) if p is not None]
-        processes += self.extra
+        processes += self.more_ours + self.extra
+        if self.stack.postgresql is not None:
+            processes.append(self.stack.postgresql.process)
         return [process.pid for process in processes if process.is_running()]
 
     def serving_pids(self) -> list[int]:
         """The serving processes."""
-        return [p.pid for p in (self.ours, self.minimal) if p is not None and p.is_running()]
+        processes = [self.ours, *self.more_ours, self.minimal]
+        return [p.pid for p in processes if p is not None and p.is_running()]
 
     def flow_run_processes(self) -> int:
         """How many flow run subprocesses the serving processes have now."""
-        return sum(len(children(pid)) for pid in self.serving_pids())
+        return sum(len(flow_run_processes(pid)) for pid in self.serving_pids())
 
     async def wait_for_idle(self, timeout: float = 60.0) -> bool:
         """Wait until no flow run subprocess is alive (a suspended run's process has exited)."""
@@ -111,19 +118,24 @@ class Bench:
             variant: `current` (this checkout) or `baseline` (the copy at `baseline`,
                 served from its own directory, so that its modules are imported first).
         """
-        if self.ours is not None:
-            self.ours.stop()
+        for process in (self.ours, *self.more_ours):
+            if process is not None:
+                process.stop()
+        self.more_ours = []
         cwd = self.baseline if variant == "baseline" else None
         if variant == "baseline" and cwd is None:
             raise ValueError("No baseline directory was given.")
-        self.ours = _start_serving(
-            self.stack,
-            "deployments.serve",
-            SERVED_DEPLOYMENTS,
-            self._env(),
-            name=f"serve-ours-{variant}",
-            cwd=cwd,
-        )
+        self.ours, *self.more_ours = [
+            _start_serving(
+                self.stack,
+                "deployments.serve",
+                SERVED_DEPLOYMENTS,
+                self._env(),
+                name=f"serve-ours-{variant}" + (f"-{number + 1}" if number else ""),
+                cwd=cwd,
+            )
+            for number in range(max(self.servers, 1))
+        ]
         self.ours_variant = variant
         return self.ours
 
@@ -172,7 +184,7 @@ class Bench:
 
     def stop(self) -> None:
         """Stop the serving processes (the stack stops the rest)."""
-        for process in (*self.extra, self.minimal, self.ours):
+        for process in (*self.extra, self.minimal, *self.more_ours, self.ours):
             if process is not None:
                 process.stop()
 
@@ -214,6 +226,7 @@ def bench_stack(
     baseline: Path | None = None,
     database: Database | None = None,
     environment: dict[str, str] | None = None,
+    servers: int = 1,
 ) -> Iterator[Bench]:
     """Start the stack and the serving processes; stop everything on exit.
 
@@ -229,6 +242,7 @@ def bench_stack(
         baseline: Another copy of the project to measure as well (see `Bench`).
         database: `sqlite` or `postgresql` (a throwaway cluster), as for `local_stack`.
         environment: Variables for every process but the server (as for `local_stack`).
+        servers: Processes serving the project's deployments (two stand for two workers).
     """
     home = Path(tempfile.mkdtemp(prefix=f"oc-bench-{name}-"))
     ok = False
@@ -242,7 +256,9 @@ def bench_stack(
             database=database,
             environment=environment,
         ) as stack:
-            bench = Bench(stack=stack, poll_frequency=poll_frequency, baseline=baseline)
+            bench = Bench(
+                stack=stack, poll_frequency=poll_frequency, baseline=baseline, servers=servers
+            )
             try:
                 if ours:
                     bench.serve_ours()
@@ -286,6 +302,7 @@ def run_alone(
     baseline: Path | None = None,
     database: Database | None = None,
     environment: dict[str, str] | None = None,
+    servers: int = 1,
 ) -> int:
     """Run one benchmark on its own stack, bounded by the deadline, and print its table.
 
@@ -294,8 +311,8 @@ def run_alone(
         deadline_minutes: The whole run's bound.
         measure: The measurement, given the stack and the deadline.
         section: Its rows and notes.
-        poll_frequency, minimal, receiver, keep, baseline, database, environment: As for
-            `bench_stack`.
+        poll_frequency, minimal, receiver, keep, baseline, database, environment, servers: As
+            for `bench_stack`.
     """
     deadline = Deadline(deadline_minutes * 60)
     machine = describe("PostgreSQL" if database == "postgresql" else "SQLite")
@@ -311,6 +328,7 @@ def run_alone(
             baseline=baseline,
             database=database,
             environment=environment,
+            servers=servers,
         ) as bench,
     ):
         result = asyncio.run(measure(bench, deadline))

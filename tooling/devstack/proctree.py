@@ -206,15 +206,45 @@ def children(pid: int) -> list[int]:
     return found
 
 
+# multiprocessing's helper processes, by what they were started to run.
+_FORK_SERVER = b"multiprocessing.forkserver"
+_RESOURCE_TRACKER = b"multiprocessing.resource_tracker"
+
+
+def command_line(pid: int) -> bytes:
+    """The process's command line (arguments joined by NUL); empty when it is gone."""
+    try:
+        return (PROC / str(pid) / "cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return b""
+
+
+def flow_run_processes(serving_pid: int) -> list[int]:
+    """The flow-run processes of a serving process, alive now.
+
+    Its children; or, when its runs fork from multiprocessing's fork server
+    (`deployments.fork_server`), the fork server's children. The fork server and the
+    resource tracker are helpers held for the process's whole life, not runs.
+    """
+    found: list[int] = []
+    for pid in children(serving_pid):
+        line = command_line(pid)
+        if _FORK_SERVER in line:
+            found += children(pid)
+        elif _RESOURCE_TRACKER not in line:
+            found.append(pid)
+    return found
+
+
 @dataclass
 class ChildPeaks:
-    """Watches the children of one process and keeps each one's peak memory (VmHWM).
+    """Watches the flow-run processes of a serving process and keeps each one's peak memory.
 
-    Reads only the parent's children lists and each child's status, so it can look
+    Reads only children lists and each process's status (VmHWM), so it can look
     often without taking much CPU from what it measures. Use it as a context manager.
 
     Args:
-        parent: The process whose children are watched (a serving process).
+        parent: The serving process whose flow-run processes are watched.
         interval: Seconds between looks.
     """
 
@@ -240,7 +270,7 @@ class ChildPeaks:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            for pid in children(self.parent):
+            for pid in flow_run_processes(self.parent):
                 value = peak_rss(pid)
                 if value is not None and value > self.peaks.get(pid, 0):
                     self.peaks[pid] = value

@@ -1,0 +1,72 @@
+"""Served runs fork from a warm interpreter, and their flows survive the trip there."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import subprocess
+import sys
+import typing
+
+import cloudpickle
+import pytest
+from prefect.flow_engine import run_flow_in_subprocess
+
+from deployments.fork_server import enabled
+from deployments.spec import load_specs
+
+
+def test_prefect_still_asks_for_the_spawn_context_by_name() -> None:
+    # What `use_fork_server` relies on; after a Prefect upgrade that changes it, runs
+    # would start cold again (correct, but slow): this says so first.
+    assert 'multiprocessing.get_context("spawn")' in inspect.getsource(run_flow_in_subprocess)
+
+
+def test_the_fork_server_serves_what_prefect_spawns() -> None:
+    script = (
+        "import multiprocessing, prefect.flow_engine as engine\n"
+        "from deployments.fork_server import use_fork_server\n"
+        "assert use_fork_server(preload=('prefect',))\n"
+        "context = engine.multiprocessing.get_context('spawn')\n"
+        "assert context.get_start_method() == 'forkserver', context\n"
+        "assert engine.multiprocessing.get_context('fork').get_start_method() == 'fork'\n"
+        "assert engine.multiprocessing.cpu_count() == multiprocessing.cpu_count()\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("", True), ("1", True), ("0", False), ("off", False), (" False ", False), ("no", False)],
+)
+def test_the_switch(value: str, expected: bool) -> None:
+    assert enabled({"OC_FORK_SERVER": value}) is expected
+
+
+@pytest.mark.parametrize("spec", load_specs(), ids=lambda spec: spec.name)
+def test_a_served_flow_keeps_its_parameter_types_when_pickled_by_value(spec: object) -> None:
+    # The runner hands its flow object to the run's process with cloudpickle. A flow's
+    # function is not importable under its own name (the name holds the Flow), so it
+    # travels by value, with only the globals its code uses: string annotations
+    # (`from __future__ import annotations`) would no longer resolve there.
+    flow = spec.load_flow()  # type: ignore[attr-defined]
+    travelled = cloudpickle.loads(cloudpickle.dumps(flow))
+    assert travelled.fn is not flow.fn
+    hints = typing.get_type_hints(travelled.fn, include_extras=True)  # no NameError
+    assert _shown(hints) == _shown(typing.get_type_hints(flow.fn, include_extras=True))
+
+
+def _shown(hints: dict[str, object]) -> dict[str, str]:
+    # Validators defined in functions travel by value too: compare them without addresses.
+    return {name: re.sub(r" at 0x[0-9a-f]+", "", repr(hint)) for name, hint in hints.items()}
+
+
+def test_the_authorization_flow_validates_its_parameters_after_the_trip() -> None:
+    (spec,) = [s for s in load_specs() if s.name == "authenticate-infusionsoft-erp"]
+    travelled = cloudpickle.loads(cloudpickle.dumps(spec.load_flow()))
+    parameters = travelled.validate_parameters({**spec.parameters, "instance_name": "Acme ERP"})
+    assert parameters["instance_name"] == "Acme ERP"
