@@ -17,16 +17,17 @@ Order of work for one callback (no step reads anything before the state verifies
    the resume is not accepted the marker is removed, so a reload can try again; if
    the resume fails without an answer (Prefect unreachable, a 503 after its client's
    retries), the marker is removed only once the run is seen still waiting on the
-   same form with no answer stored: an answer that may have arrived is never sent twice.
+   same prompt with no answer stored: an answer that may have arrived is never sent
+   twice.
 
 Polling backs off from `poll_initial_seconds` (0.25 s), doubling up to
 `poll_max_seconds` (2 s), within `wait_seconds` (20 s by default). With the
 defaults a callback looks at the run at most 14 times, so it makes at most
-`max_prefect_requests(20) = 74` Prefect API requests: one marker look-up, one
+`max_prefect_requests(20) = 75` Prefect API requests: one marker look-up, one
 state-history read for a run that has ended, per look at most five (the read, the
 schema check, the marker creation, the resume and the marker's removal), and once
-a read and an input look-up after a resume that failed (which ends the callback),
-plus at most one read of the state key block per reload interval (5 s). A callback for
+a read and up to two input look-ups after a resume that failed (which ends the
+callback), plus at most one read of the state key block per reload interval (5 s). A callback for
 a run that already waits makes 5 (read, marker look-up, schema check, marker
 creation, resume); one for a run that never waits makes 15 over 20 s.
 """
@@ -48,7 +49,12 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from callback_receiver.outcomes import CallbackResult, Outcome
 from callback_receiver.query import Callback
 from callback_receiver.signing import SignerSource
-from open_connectors.authorization import code_digest, used_code_key, used_code_marker
+from open_connectors.authorization import (
+    code_digest,
+    prompt_of,
+    used_code_key,
+    used_code_marker,
+)
 from open_connectors.errors import StateMismatchError, UnknownStateKeyError
 
 logger = logging.getLogger("callback_receiver")
@@ -75,11 +81,11 @@ def max_prefect_requests(wait_seconds: float, initial: float = 0.25, cap: float 
 
     One marker look-up and one state-history read; per look at the run at most
     five: the read, the schema check, the marker creation, the resume and the
-    marker's removal; and once, after a resume that failed, a read of the run and a
-    look-up of its answer.
+    marker's removal; and once, after a resume that failed, a read of the run and up
+    to two look-ups of its answer.
     """
     looks = len(poll_delays(wait_seconds, initial, cap)) + 1
-    return 2 + 5 * looks + 2
+    return 2 + 5 * looks + 3
 
 
 class Resumer:
@@ -199,17 +205,22 @@ class Resumer:
     async def _still_unanswered(self, run_id: UUID, wait_key: str) -> bool:
         """Whether the run certainly did not take an answer for `wait_key` (after a failed resume).
 
-        True only when the run is read as still paused on that wait with no answer
-        stored under it; any doubt (another state, a stored answer, Prefect not
-        answering) is False.
+        True only when the run is read as still paused on the same prompt (the wait
+        itself, or the suspension that followed its hot wait meanwhile) with no answer
+        stored under either key; any doubt (another state or prompt, a stored answer,
+        Prefect not answering) is False.
         """
         try:
             run = await self._client.read_flow_run(run_id)
             state = run.state
             keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
-            if not keyset or keyset.get("response") != wait_key:
+            current = keyset.get("response") if keyset else None
+            if current is None or prompt_of(current) != prompt_of(wait_key):
                 return False
-            return not await self._input_exists(run_id, wait_key)
+            for key in {wait_key, current}:
+                if await self._input_exists(run_id, key):
+                    return False
+            return True
         except (httpx.HTTPError, OSError, ObjectNotFound):
             return False
 

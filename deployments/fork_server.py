@@ -11,7 +11,9 @@ pickled call, environment and control channel).
 
 Forking is safe here because the fork server only imports: it starts no thread,
 event loop, client or connection (Python's own reason for the start method; it is
-the default on Linux from Python 3.14). Where the platform has no fork server
+the default on Linux from Python 3.14). It ignores SIGTERM and SIGHUP, which a stop
+of the whole process group sends it too (`deployments.fork_server_signals`): its
+death would make Prefect report every running run as crashed. Where the platform has no fork server
 (Windows), or with `OC_FORK_SERVER=0`, runs start as Prefect starts them.
 """
 
@@ -27,8 +29,15 @@ from typing import Any
 import prefect.flow_engine
 
 SETTING = "OC_FORK_SERVER"
-# Imported once by the fork server, so that no flow-run process imports them again.
-PRELOAD = ("prefect", "prefect.flow_engine", "prefect.runner", "flows")
+# Imported once by the fork server, so that no flow-run process imports them again;
+# first, what keeps it alive through a SIGTERM sent to the whole process group.
+PRELOAD = (
+    "deployments.fork_server_signals",
+    "prefect",
+    "prefect.flow_engine",
+    "prefect.runner",
+    "flows",
+)
 
 
 class _SpawnFromForkServer:

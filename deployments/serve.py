@@ -18,6 +18,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import TerminationSignal
 from prefect.logging import get_logger
@@ -37,6 +39,9 @@ DEFAULT_POLL_SECONDS = 2.0
 # busy; more only add interpreter starts competing for them (200 answered runs started
 # at once on 2 cores ran at a load average of 50; README, "Performance").
 RUNS_PER_CORE = 2
+# Worker threads when runs are not bounded, and those kept for Prefect's own work.
+UNBOUNDED_RUNS = 1000
+THREADS_BESIDES = 20
 
 
 def deployment_options(spec: DeploymentSpec) -> dict[str, Any]:
@@ -127,9 +132,20 @@ def serve(specs: list[DeploymentSpec], *, limit: int | None, query_seconds: floa
         flush=True,
     )
     try:
-        asyncio.run(runner.start())
+        asyncio.run(_run(runner, limit))
     except (KeyboardInterrupt, TerminationSignal) as exc:
         get_logger("deployments.serve").info("%s: stopped serving.", type(exc).__name__)
+
+
+async def _run(runner: Runner, limit: int | None) -> None:
+    """Start the runner with a worker thread for every run it may hold.
+
+    Prefect waits for each run's process in a worker thread (`process.join`), and
+    anyio lends 40 at most by default: beyond that, the ends of runs would go unseen.
+    """
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    limiter.total_tokens = max(limiter.total_tokens, (limit or UNBOUNDED_RUNS) + THREADS_BESIDES)
+    await runner.start()
 
 
 if __name__ == "__main__":

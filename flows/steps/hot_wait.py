@@ -124,6 +124,20 @@ async def wait_hot(
             return await _pause_in_process(form, run=run, key=key, window=window, settings=settings)
 
 
+async def stored_hot_answer(form: type[R], *, run: FlowRun, key: str) -> R:
+    """What the hot wait `key` of this run received (empty once it was read and deleted).
+
+    For a re-run whose earlier process waited hot under `key`: the same form is never
+    shown twice, as Prefect hands back the input of a suspension that already fired.
+    """
+    return await form.aload(_hot_keyset(key), flow_run_id=run.id)
+
+
+def _hot_keyset(key: str) -> dict[str, str]:
+    """The run input keys of the hot wait `key` (Prefect's naming for a Paused state)."""
+    return keyset_from_paused_state(Paused(pause_key=key))
+
+
 @contextlib.asynccontextmanager
 async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterator[bool]:
     """Take a hot-wait slot if one is free now (True), without waiting for one (False).
@@ -163,7 +177,7 @@ async def _pause_in_process(
     proposed = Paused(
         timeout_seconds=int(window + settings.grace_seconds), reschedule=False, pause_key=key
     )
-    keyset = keyset_from_paused_state(proposed)
+    keyset = _hot_keyset(key)
     proposed.state_details.run_input_keyset = keyset
     async with get_client() as client:
         state = await propose_state(client=client, state=proposed, flow_run_id=run.id)

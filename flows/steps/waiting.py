@@ -27,7 +27,7 @@ from prefect.utilities.urls import url_for
 from blocks import StateSigningKey
 from flows.steps.consent import AuthorizationAnswer, ConsentLink, consent_description
 from flows.steps.events import CONSENT_REQUESTED, emit_consent_event
-from flows.steps.hot_wait import HotWaitSettings, wait_hot
+from flows.steps.hot_wait import HotWaitSettings, stored_hot_answer, wait_hot
 from flows.steps.run_identity import current_flow_run
 from open_connectors import (
     AuthorizationGrant,
@@ -84,7 +84,13 @@ async def wait_for_answer(
                 consent, expires_at=expires_at, previous_problem=problem
             )
         )
-        if suspend:
+        if suspend and hot_key in fired and key not in fired:
+            # This prompt ended in its hot wait, in an earlier process of this run (its
+            # answer was unusable and the form shown again, or the run is retried):
+            # hand back what it received, as Prefect does for a fired suspension, and
+            # never wait on it a second time.
+            answer = await stored_hot_answer(form, run=run, key=hot_key)
+        elif suspend:
             answer = None
             announced = False
             started = time.monotonic()

@@ -240,3 +240,31 @@ async def test_zero_hot_slots_set_in_the_ui_means_every_run_suspends_at_once(
             await prefect.update_global_concurrency_limit(
                 HOT_WAIT_LIMIT, GlobalConcurrencyLimitUpdate(limit=SLOTS)
             )
+
+
+async def test_a_prompt_that_ended_in_its_hot_wait_is_not_asked_again_after_a_suspension(
+    hot_stack: LocalStack,
+) -> None:
+    # An empty answer while the run waits hot shows the form again (prompt 2), which
+    # waits hot and then suspends. The resumed run goes through its prompts again:
+    # prompt 1 must hand back what its hot wait received, not wait on it anew.
+    async with get_client() as prefect:
+        await wait_for_free_hot_slots(prefect)
+        run = await start_authorization("Hot then again ERP")
+        waiting, _ = await wait_for_form(prefect, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        await prefect.resume_flow_run(run.id, run_input={})
+        deadline = time.monotonic() + WINDOW + 60
+        while True:
+            current = await prefect.read_flow_run(run.id)
+            keys = current.empirical_policy.pause_keys or set()
+            if current.state is not None and current.state.name == "Suspended":
+                break
+            assert time.monotonic() < deadline, (current.state, keys)
+            await asyncio.sleep(0.5)
+        assert "authorization-2" in keys and "authorization-1" not in keys, keys
+        await answer_through_receiver(await consent_redirect(prefect, run))
+        final = await wait_for_final(prefect, run.id, timeout=120)
+        assert final.state is not None and final.state.is_completed(), final.state
+        keys = (await prefect.read_flow_run(run.id)).empirical_policy.pause_keys or set()
+        assert "authorization-1" not in keys and "authorization-3" not in keys, keys

@@ -23,7 +23,7 @@ from prefect.client.schemas.responses import (
 )
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.input.run_input import keyset_from_paused_state
-from prefect.states import Cancelled, Completed, Failed, Running, Scheduled, Suspended
+from prefect.states import Cancelled, Completed, Failed, Paused, Running, Scheduled, Suspended
 
 from callback_receiver.app import create_app
 from callback_receiver.limits import ClientRateLimiter, InProgressLimit
@@ -65,8 +65,9 @@ class FakePrefect:
         self.calls: list[str] = []
         self.on_read: Callable[[FlowRun], None] | None = None
         self.gate: asyncio.Event | None = None
-        # Resume requests that fail, each after `resume_takes` decided if it took.
+        # Resume requests that fail, each True when it took all the same.
         self.resume_failures: list[bool] = []
+        self.on_resume_failure: Callable[[], object] | None = None
 
     def add_run(self, state: State, *, schema_stored: bool = True, **parameters: Any) -> FlowRun:
         run = FlowRun(
@@ -133,6 +134,8 @@ class FakePrefect:
                 keyset = self.runs[flow_run_id].state.state_details.run_input_keyset  # type: ignore[union-attr]
                 self.inputs[(flow_run_id, keyset["response"])] = "{}"  # type: ignore[index]
                 self.set_state(self.runs[flow_run_id], Scheduled(name="Resuming"))
+            if self.on_resume_failure is not None:
+                self.on_resume_failure()
             raise _status_error(503)
         if self.answers:
             return self.answers.pop(0)
@@ -428,7 +431,7 @@ async def test_the_worst_case_request_count_is_bounded(prefect: FakePrefect) -> 
     response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=20)
     assert outcome(response) == "not-ready"
     assert marker_of(run) not in prefect.inputs  # removed after each refused resume
-    assert len(prefect.calls) <= max_prefect_requests(20) == 74
+    assert len(prefect.calls) <= max_prefect_requests(20) == 75
 
 
 async def test_a_refused_resume_removes_the_marker_so_a_reload_can_try_again(
@@ -678,3 +681,24 @@ async def test_a_resume_that_took_but_lost_its_answer_is_never_sent_again(
     reload = await callback(prefect, params)
     assert reload.status_code == 409 and outcome(reload) == "already-used"
     assert len(prefect.resumes) == 1
+
+
+async def test_a_resume_that_failed_across_the_switch_to_suspension_frees_the_code(
+    prefect: FakePrefect,
+) -> None:
+    # The receiver saw the hot wait; its resume failed (503) while the run's window
+    # ended and it suspended on the same prompt: nothing was taken, a reload must work.
+    hot = Paused(timeout_seconds=600, reschedule=False, pause_key="authorization-1-hot")
+    hot.state_details.run_input_keyset = keyset_from_paused_state(hot)
+    run = prefect.add_run(hot)
+    prefect.resume_failures = [False]
+    prefect.on_resume_failure = lambda: (
+        prefect.set_state(run, waiting_state("authorization-1")),
+        prefect.store_schema(run),
+    )
+    params = {"code": CODE, "state": state_of(run)}
+    first = await callback(prefect, params)
+    assert first.status_code == 503 and outcome(first) == "not-ready"
+    assert marker_of(run) not in prefect.inputs
+    reload = await callback(prefect, params)
+    assert reload.status_code == 200 and outcome(reload) == "authorized"

@@ -70,3 +70,40 @@ def test_the_authorization_flow_validates_its_parameters_after_the_trip() -> Non
     travelled = cloudpickle.loads(cloudpickle.dumps(spec.load_flow()))
     parameters = travelled.validate_parameters({**spec.parameters, "instance_name": "Acme ERP"})
     assert parameters["instance_name"] == "Acme ERP"
+
+
+def test_the_fork_server_outlives_a_group_sigterm_and_its_runs_do_not_ignore_one() -> None:
+    # A stop of the serving process's group reaches the fork server: were it killed, the
+    # exit status of every run it forked would be lost (Prefect: "Crashed", code 255).
+    script = (
+        "import multiprocessing, multiprocessing.forkserver as fs, os, signal, time\n"
+        "from deployments.fork_server import use_fork_server\n"
+        "assert use_fork_server(preload=('deployments.fork_server_signals',))\n"
+        "context = multiprocessing.get_context('forkserver')\n"
+        "first = context.Process(target=os.getpid)\n"
+        "first.start()\n"
+        "first.join(60)\n"
+        "assert first.exitcode == 0, first.exitcode  # the preloads are done\n"
+        "server = fs._forkserver._forkserver_pid\n"
+        "os.kill(server, signal.SIGTERM)\n"
+        "time.sleep(0.5)\n"
+        "assert os.waitpid(server, os.WNOHANG) == (0, 0), 'the fork server died'\n"
+        "run = context.Process(target=signal.raise_signal, args=(signal.SIGTERM,))\n"
+        "run.start()\n"
+        "run.join(30)\n"
+        "assert run.exitcode == -signal.SIGTERM, run.exitcode\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_imported_anywhere_else_it_changes_no_signal() -> None:
+    import signal
+
+    from deployments import fork_server_signals
+
+    assert not fork_server_signals.imported_by_fork_server()
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN

@@ -125,8 +125,10 @@ class Bench:
         cwd = self.baseline if variant == "baseline" else None
         if variant == "baseline" and cwd is None:
             raise ValueError("No baseline directory was given.")
-        self.ours, *self.more_ours = [
-            _start_serving(
+        self.ours = None
+        for number in range(max(self.servers, 1)):
+            # Kept as soon as it runs: if a later one fails to start, `stop` ends this one.
+            process = _start_serving(
                 self.stack,
                 "deployments.serve",
                 SERVED_DEPLOYMENTS,
@@ -134,9 +136,12 @@ class Bench:
                 name=f"serve-ours-{variant}" + (f"-{number + 1}" if number else ""),
                 cwd=cwd,
             )
-            for number in range(max(self.servers, 1))
-        ]
+            if self.ours is None:
+                self.ours = process
+            else:
+                self.more_ours.append(process)
         self.ours_variant = variant
+        assert self.ours is not None  # at least one was started
         return self.ours
 
     async def use_ours(self, variant: str, client: PrefectClient) -> None:

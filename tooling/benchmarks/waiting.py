@@ -187,6 +187,8 @@ async def hold(
     # Polls /proc: nothing signals a process's exit to this one.
     while bench.flow_run_processes() > allowed and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.5)
+    # Labelled "all suspended" only if it really was.
+    settled = settled and bench.flow_run_processes() == 0
     start = time.monotonic()
     per_process: dict[str, list[float]] = {}
     flow_runs: list[float] = []
