@@ -10,6 +10,7 @@ authorization code or a URL with its query string::
     ├── UnusableConsentUrlError                  consent URL would leak a secret, or lacks the state
     ├── InstanceGoneError                        the instance was deleted: it cannot keep its id
     ├── InstanceCheckFailedError                 saved in its block, but it does not answer
+    ├── InstanceTokenNotSavedError               created, but its token could not be stored
     ├── InstanceBlockTakenError                  another authorization took the block's name
     ├── DisconnectRefusedError                   the platform did not confirm a deletion
     ├── RunEndedWhileWaitingError                cancelled or expired during a hot wait
@@ -70,6 +71,14 @@ class InstanceGoneError(OpenConnectorsError):
 
 class InstanceCheckFailedError(OpenConnectorsError):
     """The instance was saved in its block, but does not answer a ping."""
+
+
+class InstanceTokenNotSavedError(OpenConnectorsError):
+    """The instance was created or re-authorized, but the store of its token was unavailable.
+
+    Nothing is lost: the instance carries the run's tag, so a retry of the step (or a
+    Retry of the run) finds it again, without sending the code, and saves the token.
+    """
 
 
 class RunEndedWhileWaitingError(OpenConnectorsError):

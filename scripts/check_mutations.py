@@ -121,6 +121,41 @@ MUTATIONS = [
         "        pass",
         "tests/e2e/test_authorization.py::test_approval_pasted_as_the_redirect_address_creates_one_saved_instance",
     ),
+    (
+        "a used code bound to the hot wait's key, not to its prompt",
+        "open_connectors/authorization.py",
+        '    return prompt_of(value["wait"]) == prompt_of(wait_key)',
+        '    return value["wait"] == wait_key',
+        "tests/unit/test_tasks_waiting.py",
+    ),
+    (
+        "a failed resume keeps the code marked used",
+        "callback_receiver/resumer.py",
+        "            if await self._still_unanswered(run_id, wait_key):",
+        "            if False:",
+        "tests/unit/test_callback_receiver.py",
+    ),
+    (
+        "a prompt that ended in its hot wait asked again",
+        "flows/steps/waiting.py",
+        "        if suspend and hot_key in fired and key not in fired:",
+        "        if False:",
+        "tests/e2e/test_hot_wait.py::test_a_prompt_that_ended_in_its_hot_wait_is_not_asked_again_after_a_suspension",
+    ),
+    (
+        "a token Prefect could not store left unsaved",
+        "flows/steps/failure.py",
+        "    return isinstance(state.data, PlatformUnavailableError | InstanceTokenNotSavedError)",
+        "    return isinstance(state.data, PlatformUnavailableError)",
+        "tests/unit/test_tasks_create.py",
+    ),
+    (
+        "the fork server killed by a SIGTERM to the group",
+        "deployments/fork_server_signals.py",
+        "if imported_by_fork_server():",
+        "if False:",
+        "tests/unit/test_fork_server.py",
+    ),
 ]
 
 

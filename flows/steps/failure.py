@@ -9,7 +9,7 @@ from prefect.client.schemas.objects import FlowRun, State
 
 from flows.steps.events import emit_authorization_failed
 from flows.steps.parameters import block_name_for
-from open_connectors import PlatformUnavailableError
+from open_connectors import InstanceTokenNotSavedError, PlatformUnavailableError
 from open_connectors.connectors import key_of_label
 
 FlowFailureHook = Callable[[Any, FlowRun, State], None]
@@ -49,5 +49,6 @@ def _text(value: Any) -> str:
 
 
 def platform_was_unavailable(task: Any, task_run: Any, state: State) -> bool:
-    """A task retry condition: retry only when the platform was briefly unavailable."""
-    return isinstance(state.data, PlatformUnavailableError)
+    """A task retry condition: retry only when the platform (or Prefect's store of the
+    token) was briefly unavailable. The retried step looks its instance up first."""
+    return isinstance(state.data, PlatformUnavailableError | InstanceTokenNotSavedError)

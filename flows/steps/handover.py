@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import httpx
 from prefect import get_run_logger
 from pydantic import BaseModel, SecretStr
 
@@ -18,6 +19,7 @@ from flows.steps.events import emit_instance_event
 from open_connectors import (
     Instance,
     InstanceCheckFailedError,
+    InstanceTokenNotSavedError,
     OpenConnectorsError,
     PlatformUnavailableError,
 )
@@ -72,6 +74,7 @@ async def hand_over(
         details: Extra summary fields (e.g. `created=True`), also put in the event's payload.
 
     Raises:
+        InstanceTokenNotSavedError: Prefect's API failed while the token was being saved.
         InstanceBlockTakenError: Another authorization took the block name meanwhile.
         InstanceCheckFailedError: Saved, but the instance does not answer its ping.
         PlatformUnavailableError: The platform could not be reached for the ping.
@@ -85,7 +88,17 @@ async def hand_over(
         credentials=credentials,
         authorized_by_flow_run=flow_run_id,
     )
-    await save_instance_block(saved, block_name)
+    try:
+        await save_instance_block(saved, block_name)
+    except (httpx.HTTPError, OSError) as exc:
+        # Prefect's API itself failed (after its client's retries): the step is retried,
+        # and its look-up by the run's tag finds this instance again without the code.
+        raise InstanceTokenNotSavedError(
+            f"Instance {instance.id} was {what_happened}, but Prefect could not store its "
+            f"token in the block '{block_name}' ({_prefect_failure(exc)}). Retry this run "
+            f"once Prefect answers: it finds instance {instance.id} again, without sending "
+            "the code, and saves the token."
+        ) from None
     logger.info("Saved the instance's token in the block %r.", block_name)
     try:
         async with saved.get_client() as client:
@@ -114,3 +127,10 @@ async def hand_over(
         payload={**details, "flow_run_id": flow_run_id},
     )
     return result
+
+
+def _prefect_failure(exc: Exception) -> str:
+    """What went wrong with Prefect's API, in words without any URL or value."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"the Prefect API answered {exc.response.status_code}"
+    return f"the Prefect API could not be reached: {type(exc).__name__}"

@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from prefect import flow
+from prefect.exceptions import PrefectHTTPStatusError
 
 from blocks import ConnectorInstance
 from flows.authenticate import AuthenticatedInstance, create_instance
@@ -15,7 +17,11 @@ from flows.steps.blocks import AuthorizationBlocks
 from flows.steps.events import INSTANCE_CREATED
 from flows.steps.parameters import AuthorizationParameters
 from flows.steps.run_identity import current_flow_run_id, run_tag
-from open_connectors import AuthorizationCodeRejectedError, InstanceCheckFailedError
+from open_connectors import (
+    AuthorizationCodeRejectedError,
+    InstanceCheckFailedError,
+    InstanceTokenNotSavedError,
+)
 from tests.unit.conftest import Events, Sandbox, grant_of, make_parameters, unique_block
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -128,3 +134,68 @@ async def test_a_rejected_code_fails_without_instance_or_block(
     with pytest.raises(ValueError):
         await ConnectorInstance.aload(block_name)
     assert events.named(INSTANCE_CREATED) == []
+
+
+def prefect_refusing_block_saves(monkeypatch: pytest.MonkeyPatch, times: int) -> list[str]:
+    """Prefect's API answers 503 to the first `times` saves of an instance block."""
+    original = ConnectorInstance.asave
+    refused: list[str] = []
+
+    async def save(self: ConnectorInstance, name: str, *args: Any, **kwargs: Any) -> Any:
+        if len(refused) < times:
+            refused.append(name)
+            request = httpx.Request("POST", "http://prefect.test/api/block_documents/")
+            response = httpx.Response(503, request=request)
+            raise PrefectHTTPStatusError(
+                "503 Service Unavailable", request=request, response=response
+            )
+        return await original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(ConnectorInstance, "asave", save)
+    return refused
+
+
+async def test_a_token_prefect_could_not_store_is_saved_by_the_steps_retry_without_a_second_post(
+    sandbox: Sandbox, blocks: AuthorizationBlocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen on SQLite with 200 answers at once: the block save got 503 after the client's
+    # retries, after the instance existed. The retried step finds it by the run's tag.
+    block_name = unique_block()
+    refused = prefect_refusing_block_saves(monkeypatch, times=1)
+    code = await sandbox.new_code()
+
+    @flow
+    async def creating(parameters: AuthorizationParameters) -> AuthenticatedInstance:
+        quick = create_instance.with_options(retry_delay_seconds=0)
+        return await quick(parameters, blocks, grant_of(code))
+
+    summary = await creating(make_parameters(block_name))
+
+    assert refused == [block_name]
+    [instance] = [item for item in sandbox.instances() if item.name == "Acme ERP"]
+    assert len(sandbox.requests("POST", INSTANCES)) == 1
+    assert summary.instance_id == instance.id
+    saved = await ConnectorInstance.aload(block_name)
+    assert saved.token.get_secret_value() == instance.token
+
+
+async def test_a_token_prefect_keeps_refusing_fails_in_words_that_a_retry_saves_it(
+    sandbox: Sandbox, blocks: AuthorizationBlocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    block_name = unique_block()
+    prefect_refusing_block_saves(monkeypatch, times=10)
+    code = await sandbox.new_code()
+
+    @flow
+    async def creating(parameters: AuthorizationParameters) -> AuthenticatedInstance:
+        quick = create_instance.with_options(retry_delay_seconds=0)
+        return await quick(parameters, blocks, grant_of(code))
+
+    with pytest.raises(InstanceTokenNotSavedError) as caught:
+        await creating(make_parameters(block_name))
+
+    [instance] = [item for item in sandbox.instances() if item.name == "Acme ERP"]
+    message = str(caught.value)
+    assert f"Instance {instance.id} was created" in message and "Retry this run" in message
+    assert "503" in message and instance.token not in message and code not in message
+    assert len(sandbox.requests("POST", INSTANCES)) == 1  # three attempts, one POST

@@ -127,8 +127,12 @@ async def answer(
     *,
     timeout: float,
     poll_seconds: float = POLL_SECONDS,
+    wait_for_instance: bool = True,
 ) -> None:
     """Press Allow, deliver the redirect to the receiver, and wait for the block to exist.
+
+    With `wait_for_instance=False` it returns once the receiver has answered (for
+    callers that wait for the run's end instead, which also ends on a failure).
 
     Raises:
         StackError: The receiver did not resume the run, or no block appeared in time.
@@ -139,6 +143,8 @@ async def answer(
     auth.receiver_seconds = time.time() - auth.callback_at
     if response.status_code != 200:
         raise StackError(f"The receiver answered {response.status_code} for the {auth.kind} run.")
+    if not wait_for_instance:
+        return
     await wait_for_block(
         client, auth.block, auth.block_type, timeout=timeout, poll_seconds=poll_seconds
     )

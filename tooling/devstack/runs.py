@@ -65,6 +65,15 @@ async def read_run_input(client: PrefectClient, flow_run_id: UUID, key: str) -> 
         raise
 
 
+async def _form_pending(client: PrefectClient, flow_run_id: UUID) -> bool:
+    """Whether the run waits with a resume form that is not stored yet."""
+    state = (await client.read_flow_run(flow_run_id)).state
+    if state is None or not state.is_paused():
+        return False
+    keyset = state.state_details.run_input_keyset
+    return bool(keyset) and await read_run_input(client, flow_run_id, keyset["schema"]) is None
+
+
 def consent_link(description: str) -> str:
     """The consent link inside the resume form's description."""
     match = _LINK.search(description)
@@ -83,21 +92,22 @@ async def resume_with_answer(
 ) -> None:
     """Resume a waiting run with an answer, as the Prefect UI's resume form does.
 
-    A run that has just started waiting may refuse for a moment (its form is being
-    stored); that refusal is retried. Anything else is final.
+    A run that has just started waiting has no stored form for a moment: the resume
+    waits for it (read from the run's state details and inputs, never from the
+    server's wording). Any refusal of the resume itself is final.
 
     Raises:
         ResumeRefused: The server refused the resume.
     """
-    reason = ""
+    reason = f"its resume form was not stored within {attempts * delay:.0f} s"
     for _ in range(attempts):
+        if await _form_pending(client, flow_run_id):
+            await asyncio.sleep(delay)
+            continue
         result = await client.resume_flow_run(flow_run_id, run_input=run_input)
         if result.status == SetStateStatus.ACCEPT:
             return
         reason = getattr(result.details, "reason", None) or str(result.status)
-        if result.status == SetStateStatus.REJECT and "schema not found" in (reason or ""):
-            await asyncio.sleep(delay)
-            continue
         break
     raise ResumeRefused(f"The server refused to resume run {flow_run_id}: {reason}")
 
