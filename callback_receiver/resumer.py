@@ -14,20 +14,20 @@ Order of work for one callback (no step reads anything before the state verifies
    looked for first, then created right before the resume: the server's unique
    (flow run, key) makes the creation an atomic check-and-set, so of two identical
    callbacks only one resumes, and an old callback never resumes a later wait. If
-   the resume is not accepted the marker is removed, so a reload can try again; if
+   the resume is not accepted the marker is removed, so a reload can try again. If
    the resume fails without an answer (Prefect unreachable, a 503 after its client's
-   retries), the marker is removed only once the run is seen still waiting on the
-   same prompt with no answer stored: an answer that may have arrived is never sent
-   twice.
+   retries, as SQLite gives under a burst), the marker is removed and the resume
+   tried again at the next look only once the run is seen still waiting on the same
+   prompt with no answer stored: an answer that may have arrived is never sent twice.
 
 Polling backs off from `poll_initial_seconds` (0.25 s), doubling up to
 `poll_max_seconds` (2 s), within `wait_seconds` (20 s by default). With the
 defaults a callback looks at the run at most 14 times, so it makes at most
-`max_prefect_requests(20) = 75` Prefect API requests: one marker look-up, one
-state-history read for a run that has ended, per look at most five (the read, the
-schema check, the marker creation, the resume and the marker's removal), and once
-a read and up to two input look-ups after a resume that failed (which ends the
-callback), plus at most one read of the state key block per reload interval (5 s). A callback for
+`max_prefect_requests(20) = 114` Prefect API requests: one marker look-up, one
+state-history read for a run that has ended, and per look at most eight (the read,
+the schema check, the marker creation, the resume, and after a resume that failed a
+read, two answer look-ups and the marker's removal), plus at most one read of the
+state key block per reload interval (5 s). A callback for
 a run that already waits makes 5 (read, marker look-up, schema check, marker
 creation, resume); one for a run that never waits makes 15 over 20 s.
 """
@@ -80,12 +80,12 @@ def max_prefect_requests(wait_seconds: float, initial: float = 0.25, cap: float 
     """The most Prefect API requests one callback makes (the state key block aside).
 
     One marker look-up and one state-history read; per look at the run at most
-    five: the read, the schema check, the marker creation, the resume and the
-    marker's removal; and once, after a resume that failed, a read of the run and up
-    to two look-ups of its answer.
+    eight: the read, the schema check, the marker creation, the resume, and after a
+    resume that failed, a read of the run, two look-ups of its answer and the
+    marker's removal.
     """
     looks = len(poll_delays(wait_seconds, initial, cap)) + 1
-    return 2 + 5 * looks + 3
+    return 2 + 8 * looks
 
 
 class Resumer:
@@ -184,9 +184,15 @@ class Resumer:
         try:
             answer = await self._client.resume_flow_run(run_id, run_input=callback.run_input())
         except (httpx.HTTPError, OSError):
-            if await self._still_unanswered(run_id, wait_key):
-                await self._delete_marker(run_id, marker)
-            raise
+            # Taken or not? Only a run seen still waiting on this prompt with no answer
+            # stored proves "not": then the code is freed and the resume tried again
+            # within the callback's wait; any doubt keeps the marker (never sent twice).
+            if not await self._still_unanswered(run_id, wait_key):
+                raise
+            if not await self._delete_marker(run_id, marker):
+                raise
+            logger.info("Prefect did not take the answer for run %s; trying again.", run_id)
+            return None
         if answer.status == SetStateStatus.ACCEPT:
             outcome = Outcome.REFUSED if callback.error else Outcome.AUTHORIZED
             logger.info("Resumed run %s (%s).", run_id, outcome.value)
@@ -260,12 +266,19 @@ class Resumer:
             raise
         return True
 
-    async def _delete_marker(self, run_id: UUID, marker: str) -> None:
+    async def _delete_marker(self, run_id: UUID, marker: str) -> bool:
+        """Remove this callback's marker; False when Prefect would not."""
         try:
             await self._client.delete_flow_run_input(run_id, marker)
-        except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+        except ObjectNotFound:
+            return True
+        except (httpx.HTTPError, OSError) as exc:
             # A reload is then told "already used"; the code was never delivered.
-            logger.warning("Could not remove a used-answer marker of run %s: %s.", run_id, exc)
+            logger.warning(
+                "Could not remove a used-answer marker of run %s: %s.", run_id, type(exc).__name__
+            )
+            return False
+        return True
 
     async def _read_run(self, run_id: UUID) -> FlowRun | None:
         try:

@@ -131,8 +131,8 @@ MUTATIONS = [
     (
         "a failed resume keeps the code marked used",
         "callback_receiver/resumer.py",
-        "            if await self._still_unanswered(run_id, wait_key):",
-        "            if False:",
+        "            if not await self._still_unanswered(run_id, wait_key):",
+        "            if True:",
         "tests/unit/test_callback_receiver.py",
     ),
     (

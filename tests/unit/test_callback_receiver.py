@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -431,7 +432,7 @@ async def test_the_worst_case_request_count_is_bounded(prefect: FakePrefect) -> 
     response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=20)
     assert outcome(response) == "not-ready"
     assert marker_of(run) not in prefect.inputs  # removed after each refused resume
-    assert len(prefect.calls) <= max_prefect_requests(20) == 75
+    assert len(prefect.calls) <= max_prefect_requests(20) == 114
 
 
 async def test_a_refused_resume_removes_the_marker_so_a_reload_can_try_again(
@@ -651,19 +652,31 @@ async def test_any_query_gets_a_page_and_only_a_valid_state_resumes(
         assert resumed_input["state"] == state_of(run)
 
 
-async def test_a_resume_that_failed_untaken_leaves_the_code_usable_by_a_reload(
+async def test_a_resume_prefect_did_not_take_is_tried_again_within_the_callback(
     prefect: FakePrefect,
 ) -> None:
     # Prefect answered 503 (SQLite busy, after its client's own retries): nothing taken.
     run = prefect.add_run(waiting_state())
-    prefect.resume_failures = [False]
+    prefect.resume_failures = [False, False]
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    assert [resumed for resumed, _ in prefect.resumes] == [run.id] * 3
+    assert marker_of(run) in prefect.inputs
+
+
+async def test_a_resume_prefect_never_takes_leaves_the_code_usable_by_a_reload(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(waiting_state())
+    prefect.resume_failures = [False] * 100
     params = {"code": CODE, "state": state_of(run)}
-    first = await callback(prefect, params)
+    first = await callback(prefect, params, wait_seconds=20)
     assert first.status_code == 503 and outcome(first) == "not-ready"
     assert marker_of(run) not in prefect.inputs
+    assert len(prefect.calls) <= max_prefect_requests(20)
+    prefect.resume_failures = []
     reload = await callback(prefect, params)
     assert reload.status_code == 200 and outcome(reload) == "authorized"
-    assert [resumed for resumed, _ in prefect.resumes] == [run.id, run.id]
 
 
 async def test_a_resume_that_took_but_lost_its_answer_is_never_sent_again(
@@ -696,9 +709,9 @@ async def test_a_resume_that_failed_across_the_switch_to_suspension_frees_the_co
         prefect.set_state(run, waiting_state("authorization-1")),
         prefect.store_schema(run),
     )
-    params = {"code": CODE, "state": state_of(run)}
-    first = await callback(prefect, params)
-    assert first.status_code == 503 and outcome(first) == "not-ready"
-    assert marker_of(run) not in prefect.inputs
-    reload = await callback(prefect, params)
-    assert reload.status_code == 200 and outcome(reload) == "authorized"
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    # Tried again at the next look, on the suspension of the same prompt.
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    assert json.loads(prefect.inputs[marker_of(run)])["wait"] == (
+        "suspended-authorization-1-response"
+    )
