@@ -138,3 +138,61 @@ def test_the_waiting_rows_hold_processes_to_k_plus_the_fixed_ones() -> None:
     result.rounds[0].holding = holding(200, 11, 5)
     rows = {row.figure: row for row in section(result).rows}
     assert rows["Waiting capacity: processes with 200 waiting"].target.endswith("✗")
+
+
+async def test_the_final_tally_counts_completed_runs_past_a_busy_server() -> None:
+    """A server that times out the benchmark's reads is counted, not fatal; states still read."""
+    import httpx
+    from prefect.client.schemas.objects import FlowRun
+    from prefect.states import Completed, Failed, Paused
+
+    from tooling.benchmarks import waiting
+    from tooling.benchmarks.authorizations import Authorization
+    from tooling.benchmarks.waiting import Round, section, tally_final_states
+
+    states = [Completed(), Completed(), Failed(), Paused()]
+    runs = [Authorization("ours", uuid4(), f"b{n}", "t", 0.0) for n in range(len(states))]
+    by_id = {auth.run_id: state for auth, state in zip(runs, states, strict=True)}
+    calls: list[int] = []
+
+    class BusyServer:
+        async def read_flow_runs(self, *, flow_run_filter, limit: int) -> list[FlowRun]:
+            calls.append(limit)
+            if len(calls) % 2:  # every first try of a page times out
+                raise httpx.ReadTimeout("the server is busy")
+            ids = flow_run_filter.id.any_
+            return [FlowRun(id=i, flow_id=uuid4(), state=by_id[i]) for i in ids]
+
+    original = waiting.TALLY_PAGE
+    waiting.TALLY_PAGE = 3
+    try:
+        result = Round(count=4)
+        await tally_final_states(BusyServer(), runs, result)  # type: ignore[arg-type]
+    finally:
+        waiting.TALLY_PAGE = original
+    assert calls == [3, 3, 1, 1]
+    assert result.completed == 2 and result.client_errors == 2
+    assert result.final_states == {"Completed": 2, "Failed": 1, "Paused": 1}
+    rows = {
+        row.figure: row for row in section(waiting.WaitingResult(in_flight=4, rounds=[result])).rows
+    }
+    assert "2 of 4 complete" in rows["Waiting capacity: 4 answered via the receiver"].ours
+    refusals = rows["Waiting capacity: refusals, 0 answers at once (sqlite)"]
+    assert "2 of the benchmark's own Prefect requests failed" in refusals.ours
+
+
+async def test_a_server_that_never_answers_leaves_nothing_counted_as_completed() -> None:
+    import httpx
+
+    from tooling.benchmarks.authorizations import Authorization
+    from tooling.benchmarks.waiting import TALLY_ATTEMPTS, Round, tally_final_states
+
+    class DeadServer:
+        async def read_flow_runs(self, **_: object) -> list[object]:
+            raise httpx.ConnectError("refused")
+
+    result = Round(count=1)
+    runs = [Authorization("ours", uuid4(), "b", "t", 0.0)]
+    await tally_final_states(DeadServer(), runs, result)  # type: ignore[arg-type]
+    assert result.completed == 0 and result.client_errors == TALLY_ATTEMPTS
+    assert any("final states not read" in failure for failure in result.failures)

@@ -25,11 +25,14 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import StateType
+from prefect.exceptions import PrefectHTTPStatusError
 
 from flows.steps.hot_wait import HotWaitSettings, ensure_hot_wait_limit
 from flows.steps.run_identity import run_tag
@@ -80,6 +83,12 @@ SETTLE_TIMEOUT = 300.0
 # Looks at the runs twice a second: with hundreds of runs the latency benchmarks'
 # 50 ms would make the looking a large share of the server's work being measured.
 LOOK_SECONDS = 0.5
+# Runs read per request when the final states are counted, and how often it is tried.
+TALLY_PAGE = 200
+TALLY_ATTEMPTS = 3
+TALLY_SECONDS = 180.0
+# What a server too busy to answer the benchmark's own requests looks like: counted, not fatal.
+REFUSALS = (httpx.HTTPError, PrefectHTTPStatusError, StackError)
 
 
 @dataclass
@@ -120,8 +129,11 @@ class Round:
         completed: Runs that ended Completed.
         instances: Runs with an instance in the sandbox.
         duplicates: Instances beyond one per run.
-        refused_answers: Callbacks the receiver did not answer with 200.
+        refused_answers: Callbacks the receiver did not answer with 200 (or in time).
         database_locked: "database is locked" lines of the server's log in this round.
+        client_errors: The benchmark's own Prefect requests that failed or timed out
+            (a server too busy to answer; the run goes on and is counted at the end).
+        final_states: The runs' states when the round ended, by state name.
         failures: What went wrong.
     """
 
@@ -139,6 +151,8 @@ class Round:
     duplicates: int = 0
     refused_answers: int = 0
     database_locked: int = 0
+    client_errors: int = 0
+    final_states: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
     def seconds_per_run(self) -> float | None:
@@ -259,11 +273,19 @@ async def run_round(
     answer_gate = asyncio.Semaphore(answer_in_flight)
     locked_before = refusals_in_server_log(bench)
 
+    def refused(exc: Exception) -> None:
+        result.client_errors += 1
+        result.failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+
     async def start_one() -> None:
         async with gate:
-            auth = await start_ours(client, bench)
-            runs.append(auth)
-            await wait_for_link(client, auth, timeout=RUN_TIMEOUT, poll_seconds=LOOK_SECONDS)
+            try:
+                auth = await start_ours(client, bench)
+                runs.append(auth)
+                await wait_for_link(client, auth, timeout=RUN_TIMEOUT, poll_seconds=LOOK_SECONDS)
+            except REFUSALS as exc:
+                refused(exc)
+                return
             result.waiting += 1
 
     result.waiting = len(runs)
@@ -292,16 +314,19 @@ async def run_round(
                         poll_seconds=LOOK_SECONDS,
                         wait_for_instance=False,
                     )
-                except StackError as exc:
+                except (StackError, httpx.HTTPError) as exc:
+                    # The receiver said no, or did not answer in time.
                     result.refused_answers += 1
-                    result.failures.append(str(exc))
+                    result.failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                     return
                 result.answered += 1
-                final = await wait_for_final(client, auth.run_id, timeout=RUN_TIMEOUT)
-                if final.state is not None and final.state.is_completed():
-                    result.completed += 1
-                else:
-                    state = final.state
+                try:
+                    final = await wait_for_final(client, auth.run_id, timeout=RUN_TIMEOUT)
+                except REFUSALS as exc:
+                    refused(exc)
+                    return
+                state = final.state
+                if state is None or not state.is_completed():
                     result.failures.append(
                         f"run {auth.run_id} ended {state.name if state else '?'}: "
                         f"{(state.message or '')[:200] if state else ''}"
@@ -315,9 +340,56 @@ async def run_round(
     except DeadlineReached as exc:
         result.failures.append(f"{exc} ({result.waiting} waiting, {result.completed} completed)")
     finally:
+        await tally_final_states(client, runs, result)
         await count_instances(http, bench, runs, result)
         result.database_locked = refusals_in_server_log(bench) - locked_before
     return result
+
+
+async def tally_final_states(
+    client: PrefectClient, runs: list[Authorization], result: Round
+) -> None:
+    """Count the runs' states as the server has them now; `completed` is taken from it.
+
+    Read in pages, each tried a few times, within `TALLY_SECONDS` in all: the server
+    may still be digging out of the burst. What was not read is not counted as
+    completed, and the round says so.
+    """
+    states: dict[str, int] = {}
+    completed = 0
+    try:
+        async with asyncio.timeout(TALLY_SECONDS):
+            async for name, is_completed in _final_states(client, runs, result):
+                states[name] = states.get(name, 0) + 1
+                completed += is_completed
+    except TimeoutError:
+        result.failures.append(f"final states not all read within {TALLY_SECONDS:.0f} s")
+    result.final_states = states
+    result.completed = completed
+
+
+async def _final_states(
+    client: PrefectClient, runs: list[Authorization], result: Round
+) -> AsyncIterator[tuple[str, bool]]:
+    """Each run's state name and whether it is Completed, page by page."""
+    ids = [auth.run_id for auth in runs]
+    for first in range(0, len(ids), TALLY_PAGE):
+        page = ids[first : first + TALLY_PAGE]
+        for attempt in range(TALLY_ATTEMPTS):
+            try:
+                found = await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=page)),
+                    limit=len(page),
+                )
+                break
+            except REFUSALS as exc:
+                result.client_errors += 1
+                if attempt == TALLY_ATTEMPTS - 1:
+                    result.failures.append(f"final states not read: {type(exc).__name__}")
+                    found = []
+        for run in found:
+            name = run.state.name if run.state and run.state.name else "unknown"
+            yield name, bool(run.state and run.state.type == StateType.COMPLETED)
 
 
 async def count_instances(
@@ -529,7 +601,8 @@ def section(result: WaitingResult) -> Section:
                 ),
                 ours=(
                     f"{round_.refused_answers} callbacks refused; "
-                    f'{round_.database_locked} "database is locked" in the server log'
+                    f'{round_.database_locked} "database is locked" in the server log; '
+                    f"{round_.client_errors} of the benchmark's own Prefect requests failed"
                 ),
                 floor="—",
                 ratio="—",
@@ -548,6 +621,9 @@ def section(result: WaitingResult) -> Section:
                 f"{round_.count}: CPU per authorization {cpu_start:.1f} s to start and wait, "
                 f"{cpu_answer} s to answer and complete (all processes)."
             )
+        if round_.final_states:
+            states = ", ".join(f"{n} {name}" for name, n in sorted(round_.final_states.items()))
+            notes.append(f"{round_.count}: the runs' states at the end: {states}.")
         notes += round_.failures[:5]
     if holdings:
         names = sorted({name for h in holdings for name in h.by_process})
