@@ -173,6 +173,7 @@ async def test_the_final_tally_counts_completed_runs_past_a_busy_server() -> Non
     assert calls == [3, 3, 1, 1]
     assert result.completed == 2 and result.client_errors == 2
     assert result.final_states == {"Completed": 2, "Failed": 1, "Paused": 1}
+    assert result.failures[0].startswith(f"run {runs[2].run_id} ended Failed")
     rows = {
         row.figure: row for row in section(waiting.WaitingResult(in_flight=4, rounds=[result])).rows
     }

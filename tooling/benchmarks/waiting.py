@@ -87,6 +87,7 @@ LOOK_SECONDS = 0.5
 TALLY_PAGE = 200
 TALLY_ATTEMPTS = 3
 TALLY_SECONDS = 180.0
+ENDED_UNCOMPLETED = (StateType.FAILED, StateType.CRASHED, StateType.CANCELLED)
 # What a server too busy to answer the benchmark's own requests looks like: counted, not fatal.
 REFUSALS = (httpx.HTTPError, PrefectHTTPStatusError, StackError)
 
@@ -388,8 +389,14 @@ async def _final_states(
                     result.failures.append(f"final states not read: {type(exc).__name__}")
                     found = []
         for run in found:
-            name = run.state.name if run.state and run.state.name else "unknown"
-            yield name, bool(run.state and run.state.type == StateType.COMPLETED)
+            state = run.state
+            name = state.name if state and state.name else "unknown"
+            if state is not None and state.type in ENDED_UNCOMPLETED:
+                # First in the notes: why a run ended without its instance matters most.
+                result.failures.insert(
+                    0, f"run {run.id} ended {name}: {(state.message or '')[:300]}"
+                )
+            yield name, bool(state and state.type == StateType.COMPLETED)
 
 
 async def count_instances(
@@ -689,6 +696,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--poll-frequency", type=int, default=DEFAULT_POLL_FREQUENCY)
     parser.add_argument("--deadline-minutes", type=float, default=45.0)
     parser.add_argument("--keep", action="store_true", help="keep the stack's directory")
+    parser.add_argument(
+        "--settle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure memory once every hot wait has ended (a hot window each)",
+    )
     return parser.parse_args(argv)
 
 
@@ -706,6 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             budget_minutes=args.budget_minutes,
             deadline=deadline,
             answer_in_flight=args.answer_in_flight,
+            settle=args.settle,
         ),
         section,
         poll_frequency=args.poll_frequency,
