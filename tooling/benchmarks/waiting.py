@@ -276,7 +276,7 @@ async def run_round(
 
     def refused(exc: Exception) -> None:
         result.client_errors += 1
-        result.failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+        result.failures.append(_describe(exc))
 
     async def start_one() -> None:
         async with gate:
@@ -318,20 +318,15 @@ async def run_round(
                 except (StackError, httpx.HTTPError) as exc:
                     # The receiver said no, or did not answer in time.
                     result.refused_answers += 1
-                    result.failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+                    result.failures.append(_describe(exc))
                     return
                 result.answered += 1
+                # Holds the answer's place until the run ends; how it ended is counted
+                # once, by the tally at the end of the round.
                 try:
-                    final = await wait_for_final(client, auth.run_id, timeout=RUN_TIMEOUT)
+                    await wait_for_final(client, auth.run_id, timeout=RUN_TIMEOUT)
                 except REFUSALS as exc:
                     refused(exc)
-                    return
-                state = final.state
-                if state is None or not state.is_completed():
-                    result.failures.append(
-                        f"run {auth.run_id} ended {state.name if state else '?'}: "
-                        f"{(state.message or '')[:200] if state else ''}"
-                    )
 
         cpu0, started = _cpu(sampler), time.monotonic()
         await deadline.run(asyncio.gather(*(answer_one(auth) for auth in runs)), "answering")
@@ -339,12 +334,17 @@ async def run_round(
         result.answer_cpu_seconds = _cpu(sampler) - cpu0
         print(f"{count} complete after {result.complete_seconds:.0f} s", file=sys.stderr)
     except DeadlineReached as exc:
-        result.failures.append(f"{exc} ({result.waiting} waiting, {result.completed} completed)")
+        result.failures.append(f"{exc} ({result.waiting} waiting)")
     finally:
         await tally_final_states(client, runs, result)
         await count_instances(http, bench, runs, result)
         result.database_locked = refusals_in_server_log(bench) - locked_before
     return result
+
+
+def _describe(exc: Exception) -> str:
+    """An error of the benchmark's own requests, short, for the notes."""
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 async def tally_final_states(
