@@ -13,11 +13,12 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from blocks.state_key import StateSigningKey
+from callback_receiver.inflight import InFlightCallbacks, callback_key
 from callback_receiver.limits import ClientRateLimiter, InProgressLimit, retry_after_header
 from callback_receiver.links import RunLinks
 from callback_receiver.outcomes import CallbackResult, Outcome
 from callback_receiver.pages import render
-from callback_receiver.query import MalformedCallback, read_callback
+from callback_receiver.query import Callback, MalformedCallback, read_callback
 from callback_receiver.resumer import Resumer
 from callback_receiver.settings import ReceiverSettings
 from callback_receiver.signing import SignerSource
@@ -25,6 +26,8 @@ from open_connectors.authorization import StateSigner
 
 logger = logging.getLogger("callback_receiver")
 CALLBACK_PATH = "/oauth/callback"
+# At shutdown, how long answers still being passed on to Prefect are waited for.
+SHUTDOWN_DRAIN_SECONDS = 10.0
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -46,7 +49,10 @@ def create_app(
     """
     settings = settings or ReceiverSettings()
     links = RunLinks(ui_url=settings.prefect_ui_url, api_url=settings.prefect_api_url)
-    in_progress = InProgressLimit(settings.max_concurrent_callbacks)
+    in_flight = InFlightCallbacks(
+        answer_within=settings.answer_within_seconds,
+        limit=InProgressLimit(settings.max_concurrent_callbacks),
+    )
     per_client = ClientRateLimiter(
         burst=settings.client_burst, per_second=settings.client_per_second
     )
@@ -55,6 +61,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if resumer is not None:
             yield
+            await in_flight.drain(SHUTDOWN_DRAIN_SECONDS)
             return
         async with _prefect_client(settings) as client:
 
@@ -66,6 +73,8 @@ def create_app(
                 client, signers=SignerSource(load_signer), wait_seconds=settings.wait_seconds
             )
             yield
+            # Answers still being passed on finish before the client closes, within a bound.
+            await in_flight.drain(SHUTDOWN_DRAIN_SECONDS)
 
     app = FastAPI(
         title="Open Connectors OAuth callback receiver",
@@ -96,13 +105,15 @@ def create_app(
         if wait is not None:
             logger.info("Refused a callback: too many requests from one client.")
             return page(CallbackResult(Outcome.BUSY, retry_after=wait))
-        if not in_progress.try_enter():
-            logger.warning("Refused a callback: %d already in progress.", in_progress.limit)
-            return page(CallbackResult(Outcome.BUSY, retry_after=1))
         try:
-            return page(await _handle(request))
-        finally:
-            in_progress.leave()
+            callback = read_callback(request.query_params)
+        except MalformedCallback as exc:
+            logger.info("Refused a malformed callback: %s.", exc)
+            return page(CallbackResult(Outcome.INVALID, detail=str(exc)))
+        resumer: Resumer = request.app.state.resumer
+        return page(
+            await in_flight.answer(callback_key(callback), lambda: _pass_on(resumer, callback))
+        )
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
@@ -120,13 +131,8 @@ def create_app(
     return app
 
 
-async def _handle(request: Request) -> CallbackResult:
-    try:
-        callback = read_callback(request.query_params)
-    except MalformedCallback as exc:
-        logger.info("Refused a malformed callback: %s.", exc)
-        return CallbackResult(Outcome.INVALID, detail=str(exc))
-    resumer: Resumer = request.app.state.resumer
+async def _pass_on(resumer: Resumer, callback: Callback) -> CallbackResult:
+    """Hand a well-formed callback to the resumer; Prefect out of reach is "try again"."""
     try:
         return await resumer.handle(callback)
     except (httpx.HTTPError, OSError) as exc:

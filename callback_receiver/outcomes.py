@@ -19,6 +19,7 @@ class Outcome(StrEnum):
     NOT_READY = "not-ready"
     KEY_RETIRED = "key-retired"
     BUSY = "busy"
+    WORKING = "working"
 
     @property
     def status_code(self) -> int:
@@ -37,6 +38,7 @@ _STATUS = {
     Outcome.NOT_READY: 503,
     Outcome.KEY_RETIRED: 410,
     Outcome.BUSY: 429,
+    Outcome.WORKING: 503,
 }
 
 

@@ -60,6 +60,12 @@ _TEXT: dict[Outcome, tuple[str, str]] = {
         "Too many requests",
         "The authorization service is busy. Nothing was changed; reload this page in a moment.",
     ),
+    Outcome.WORKING: (
+        "Still working",
+        "Your answer is being passed on to Prefect, which is answering slowly. Reload this "
+        "page in a few seconds to see the result; the answer is used once, however often "
+        "you reload.",
+    ),
 }
 
 _PAGE = """<!doctype html>

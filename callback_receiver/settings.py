@@ -45,6 +45,15 @@ class ReceiverSettings(BaseSettings):
         le=120,
         description="How long a callback may wait for its run to start waiting or to accept it.",
     )
+    answer_within_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description=(
+            "How long the person's page waits for a callback to be answered; past it, the page "
+            "says to reload while the answer is still passed on (it is never cut short)."
+        ),
+    )
     max_concurrent_callbacks: int = Field(
         default=32, ge=1, le=1024, description="Callbacks handled at once; beyond: 429."
     )

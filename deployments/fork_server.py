@@ -30,13 +30,15 @@ import prefect.flow_engine
 
 SETTING = "OC_FORK_SERVER"
 # Imported once by the fork server, so that no flow-run process imports them again;
-# first, what keeps it alive through a SIGTERM sent to the whole process group.
+# first, what keeps it alive through a SIGTERM sent to the whole process group; last,
+# the TLS contexts every run would otherwise build for itself.
 PRELOAD = (
     "deployments.fork_server_signals",
     "prefect",
     "prefect.flow_engine",
     "prefect.runner",
     "flows",
+    "deployments.fork_server_warmup",
 )
 
 

@@ -27,6 +27,7 @@ from prefect.runner import Runner
 from prefect.types.entrypoint import EntrypointType
 
 from deployments.fork_server import use_fork_server
+from deployments.prefect_tls import share_tls_contexts
 from deployments.spec import DeploymentSpec, load_specs
 from flows.steps.hot_wait import HotWaitSettings
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def serve(specs: list[DeploymentSpec], *, limit: int | None, query_seconds: float) -> None:
     """Register the deployments and run their flow runs until interrupted (as `prefect.serve`)."""
+    share_tls_contexts()
     forked = use_fork_server()
     runner = Runner(limit=limit, query_seconds=query_seconds, pause_on_shutdown=True)
     for spec in specs:

@@ -90,7 +90,7 @@ _INSTANCE_LIST = TypeAdapter(list[Instance])
 
 
 @functools.cache
-def _shared_tls_context() -> ssl.SSLContext:
+def shared_tls_context() -> ssl.SSLContext:
     """One verifying TLS context per process, shared by every client.
 
     httpx builds a new one for each client by default, loading the CA bundle each
@@ -197,7 +197,7 @@ class OpenConnectorsClient:
             ),
             timeout=httpx.Timeout(timeout),
             transport=transport,
-            verify=_shared_tls_context() if transport is None else True,
+            verify=shared_tls_context() if transport is None else True,
             headers={"Accept": "application/json", "User-Agent": USER_AGENT},
             follow_redirects=False,
         )

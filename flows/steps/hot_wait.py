@@ -7,8 +7,10 @@ from a deployment first *pauses* in its process for `OC_HOT_WAIT_SECONDS`, and o
 then suspends (no process held) for the rest of the wait. The hot run follows its own
 state on Prefect's event stream (`prefect.flow-run.*` events of the run, the websocket
 Prefect's own clients use, on a server and on Prefect Cloud), so a resume wakes it at
-once; it also reads its state every `OC_HOT_WAIT_POLL_SECONDS`, in case the stream is
-unavailable.
+once. It also reads its state now and then, in case an event is lost: every
+`STREAM_BACKSTOP_SECONDS` while the stream is connected, every
+`OC_HOT_WAIT_POLL_SECONDS` while it is not (each read is a request the server answers,
+for every hot run, for minutes).
 
 Hot waits are bounded by the Prefect global concurrency limit
 `open-connectors-hot-waits` (`OC_HOT_WAIT_LIMIT` slots when the flow creates it;
@@ -64,6 +66,9 @@ CANCEL_PATIENCE_SECONDS = 60.0
 # this many times, before it falls back to the poll interval.
 RECHECK_SECONDS = 0.05
 RECHECKS = 10
+# While the event stream is connected, reads of the state are only a backstop for a
+# lost event: a resume wakes the run through the stream at once.
+STREAM_BACKSTOP_SECONDS = 15.0
 _NOT_AN_END_OF_WAIT = ("heartbeat", "Scheduled", "Late", "Pending", "Submitting", "Paused")
 
 R = TypeVar("R", bound=RunInput)
@@ -75,7 +80,8 @@ class HotWaitSettings(BaseSettings):
     Attributes:
         seconds: The hot window; 0 turns hot waits off (runs suspend at once).
         limit: Hot waits at once, when the flow creates the concurrency limit.
-        poll_seconds: How often a hot run reads its state besides the event stream's wake-ups.
+        poll_seconds: How often a hot run reads its state while Prefect's event stream is
+            unavailable (while it is connected, every `STREAM_BACKSTOP_SECONDS`).
         grace_seconds: How long past the window the server keeps a hot pause alive.
     """
 
@@ -195,7 +201,7 @@ async def _pause_in_process(
                 answered = await _answered(client, current)
                 if answered:
                     return await form.aload(keyset, flow_run_id=run.id)
-                pause = RECHECK_SECONDS if rechecks else settings.poll_seconds
+                pause = next_read_in(rechecks, connected=changes.connected, settings=settings)
                 rechecks = max(0, rechecks - 1)
                 if await changes.wait(min(pause, left)):
                     rechecks = RECHECKS
@@ -213,11 +219,27 @@ async def _pause_in_process(
         )
 
 
+def next_read_in(rechecks: int, *, connected: bool, settings: HotWaitSettings) -> float:
+    """Seconds until a hot run reads its state again, unless an event wakes it first.
+
+    Right after an event, soon (`RECHECK_SECONDS`, while `rechecks` are left); else the
+    backstop interval while the event stream is connected, the poll interval while not.
+    """
+    if rechecks:
+        return RECHECK_SECONDS
+    return STREAM_BACKSTOP_SECONDS if connected else settings.poll_seconds
+
+
 class StateChanges:
-    """Wake-ups for a hot wait: set when Prefect's event stream reports a change of the run."""
+    """Wake-ups for a hot wait: set when Prefect's event stream reports a change of the run.
+
+    Attributes:
+        connected: Whether the event stream is connected now (wake-ups can be relied on).
+    """
 
     def __init__(self) -> None:
         self._changed = anyio.Event()
+        self.connected = False
 
     def notify(self) -> None:
         """The run's state changed (or may have): wake the waiter."""
@@ -262,8 +284,10 @@ async def _follow_run_events(flow_run_id: UUID, changes: StateChanges) -> None:
             exclude_name=[f"prefect.flow-run.{name}" for name in _NOT_AN_END_OF_WAIT],
         ),
     )
+    was_connected = False
     try:
         async with get_events_subscriber(filter=run_events, reconnection_attempts=2) as events:
+            changes.connected = was_connected = True
             async for _ in events:
                 changes.notify()
     except Exception as exc:  # the wait goes on, reading its state every poll interval
@@ -271,6 +295,11 @@ async def _follow_run_events(flow_run_id: UUID, changes: StateChanges) -> None:
             "Prefect's event stream is unavailable (%s); the hot wait polls only.",
             type(exc).__name__,
         )
+    finally:
+        changes.connected = False
+        if was_connected:
+            # A wait asleep for the backstop interval reads now, then every poll interval.
+            changes.notify()
 
 
 async def _answered(client: PrefectClient, run: FlowRun) -> bool:

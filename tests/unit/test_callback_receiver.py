@@ -27,7 +27,9 @@ from prefect.input.run_input import keyset_from_paused_state
 from prefect.states import Cancelled, Completed, Failed, Paused, Running, Scheduled, Suspended
 
 from callback_receiver.app import create_app
+from callback_receiver.inflight import InFlightCallbacks, callback_key
 from callback_receiver.limits import ClientRateLimiter, InProgressLimit
+from callback_receiver.outcomes import CallbackResult, Outcome
 from callback_receiver.resumer import Resumer, max_prefect_requests, poll_delays
 from callback_receiver.settings import ReceiverSettings
 from callback_receiver.signing import SignerSource
@@ -341,12 +343,34 @@ async def test_a_replayed_callback_is_already_used(prefect: FakePrefect) -> None
 
 
 async def test_identical_concurrent_callbacks_resume_once(prefect: FakePrefect) -> None:
+    # A double click, or a reload while the first is answered: one piece of work, whose
+    # result every page shows.
     run = prefect.add_run(waiting_state())
     params = {"code": CODE, "state": state_of(run)}
     async with client_of(make_app(prefect)) as client:
         pages = await asyncio.gather(
             *(client.get("/oauth/callback", params=params) for _ in range(4))
         )
+        assert [outcome(page) for page in pages] == ["authorized"] * 4
+        # A reload afterwards is told what happened, not "already used".
+        assert outcome(await client.get("/oauth/callback", params=params)) == "authorized"
+    assert len(prefect.resumes) == 1
+    assert prefect.calls.count("create_flow_run_input") == 1
+
+
+async def test_identical_callbacks_on_two_receivers_resume_once(prefect: FakePrefect) -> None:
+    # Two receivers (or a restart) share nothing but Prefect: its unique marker decides.
+    run = prefect.add_run(waiting_state())
+    params = {"code": CODE, "state": state_of(run)}
+    apps = [make_app(prefect) for _ in range(4)]
+    clients = [client_of(app) for app in apps]
+    try:
+        pages = await asyncio.gather(
+            *(client.get("/oauth/callback", params=params) for client in clients)
+        )
+    finally:
+        for client in clients:
+            await client.aclose()
     assert sorted(outcome(page) for page in pages) == ["already-used"] * 3 + ["authorized"]
     assert len(prefect.resumes) == 1
 
@@ -524,29 +548,30 @@ async def test_repeated_requests_from_one_client_get_429_with_retry_after(
         pages = [await client.get("/oauth/callback", params=params) for _ in range(4)]
     assert [page.status_code for page in pages] == [409, 409, 409, 429]
     assert outcome(pages[3]) == "busy" and pages[3].headers["retry-after"] == "2"
-    calls = len(prefect.calls)
-    async with client_of(app, "198.51.100.9") as other:
+    async with client_of(app, "198.51.100.9") as other:  # another address is not limited
         assert (await other.get("/oauth/callback", params=params)).status_code == 409
-    assert len(prefect.calls) > calls  # another address is not limited
 
 
 async def test_callbacks_beyond_the_concurrency_bound_get_429(prefect: FakePrefect) -> None:
-    run = prefect.add_run(waiting_state())
+    runs = [prefect.add_run(waiting_state()) for _ in range(3)]
     prefect.gate = asyncio.Event()
     app = make_app(prefect, max_concurrent_callbacks=2)
-    params = {"code": CODE, "state": state_of(run)}
+    params = [{"code": CODE, "state": state_of(run)} for run in runs]
     async with client_of(app) as client:
-        held = [asyncio.create_task(client.get("/oauth/callback", params=params)) for _ in range(2)]
+        held = [asyncio.create_task(client.get("/oauth/callback", params=p)) for p in params[:2]]
         for _ in range(500):  # until both hold a place (bounded)
             if prefect.calls.count("read_flow_run") >= 2:
                 break
             await asyncio.sleep(0.01)
-        busy = await client.get("/oauth/callback", params=params)
+        busy = await client.get("/oauth/callback", params=params[2])
         assert busy.status_code == 429 and busy.headers["retry-after"] == "1"
+        # A reload of a callback in progress joins it: it takes no second place.
+        joined = asyncio.create_task(client.get("/oauth/callback", params=params[0]))
         prefect.gate.set()
-        done = await asyncio.gather(*held)
-        assert sorted(outcome(page) for page in done) == ["already-used", "authorized"]
-        assert (await client.get("/oauth/callback", params=params)).status_code == 409
+        done = await asyncio.gather(*held, joined)
+        assert [outcome(page) for page in done] == ["authorized"] * 3
+        assert outcome(await client.get("/oauth/callback", params=params[2])) == "authorized"
+    assert len(prefect.resumes) == 3
 
 
 def test_the_rate_limiter_refills_and_forgets_the_oldest_client() -> None:
@@ -614,6 +639,139 @@ async def test_no_code_state_or_key_in_pages_or_logs(
     for text in texts:
         for secret in (CODE, KEY, state_of(waiting), state_of(ended)):
             assert secret not in text
+
+
+# -- a Prefect that answers slowly -------------------------------------------------------
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(500):  # bounded: 5 s
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def test_a_page_waits_a_bounded_time_while_prefect_holds_its_answers_back(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(waiting_state())
+    prefect.gate = asyncio.Event()  # Prefect answers no read of the run
+    app = make_app(prefect, answer_within_seconds=0.2)
+    params = {"code": CODE, "state": state_of(run)}
+    async with client_of(app) as client:
+        started = asyncio.get_running_loop().time()
+        page = await client.get("/oauth/callback", params=params)
+        assert asyncio.get_running_loop().time() - started < 5
+        assert page.status_code == 503 and outcome(page) == "working"
+        assert page.headers["retry-after"] == "5"
+        # A reload while it is still held joins the same work: nothing is sent twice.
+        again = await client.get("/oauth/callback", params=params)
+        assert outcome(again) == "working"
+        assert prefect.calls.count("read_flow_run") == 1
+        prefect.gate.set()  # Prefect answers again: the work goes on without any page
+        await _until(lambda: len(prefect.resumes) == 1)
+        done = await client.get("/oauth/callback", params=params)
+        assert done.status_code == 200 and outcome(done) == "authorized"
+    assert len(prefect.resumes) == 1
+    assert prefect.calls.count("create_flow_run_input") == 1
+
+
+async def test_work_going_on_after_its_page_still_holds_its_place(prefect: FakePrefect) -> None:
+    runs = [prefect.add_run(waiting_state()) for _ in range(2)]
+    prefect.gate = asyncio.Event()
+    app = make_app(prefect, answer_within_seconds=0.1, max_concurrent_callbacks=1)
+    first, second = ({"code": CODE, "state": state_of(run)} for run in runs)
+    async with client_of(app) as client:
+        assert outcome(await client.get("/oauth/callback", params=first)) == "working"
+        busy = await client.get("/oauth/callback", params=second)
+        assert busy.status_code == 429  # the first still works, with no page waiting
+        prefect.gate.set()
+        await _until(lambda: len(prefect.resumes) == 1)
+        await asyncio.sleep(0)  # its task ends, and gives its place back
+        assert outcome(await client.get("/oauth/callback", params=second)) == "authorized"
+
+
+async def test_a_try_again_result_is_not_kept_so_a_reload_tries_again(
+    prefect: FakePrefect,
+) -> None:
+    run = prefect.add_run(Scheduled())  # not waiting yet: "not ready" after the callback's wait
+    params = {"code": CODE, "state": state_of(run)}
+    async with client_of(make_app(prefect, wait_seconds=0.5)) as client:
+        assert outcome(await client.get("/oauth/callback", params=params)) == "not-ready"
+        prefect.set_state(run, waiting_state())
+        prefect.store_schema(run)
+        assert outcome(await client.get("/oauth/callback", params=params)) == "authorized"
+    assert len(prefect.resumes) == 1
+
+
+async def test_work_that_fails_frees_its_place_and_is_not_kept(prefect: FakePrefect) -> None:
+    run = prefect.add_run(waiting_state())
+    failures = [RuntimeError("bug")]
+
+    def fail_once(_: FlowRun) -> None:
+        if failures:
+            raise failures.pop()
+
+    prefect.on_read = fail_once
+    app = make_app(prefect, max_concurrent_callbacks=1)
+    params = {"code": CODE, "state": state_of(run)}
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        assert (await client.get("/oauth/callback", params=params)).status_code == 500
+        assert outcome(await client.get("/oauth/callback", params=params)) == "authorized"
+
+
+async def test_finished_results_are_forgotten_after_a_while_and_beyond_a_count() -> None:
+    now = [0.0]
+    in_flight = InFlightCallbacks(
+        answer_within=5,
+        limit=InProgressLimit(4),
+        remember_seconds=60,
+        max_remembered=2,
+        clock=lambda: now[0],
+    )
+    works: list[str] = []
+
+    def work(name: str) -> Callable[[], Any]:
+        async def run() -> CallbackResult:
+            works.append(name)
+            return CallbackResult(Outcome.AUTHORIZED, flow_run_id=name)
+
+        return run
+
+    for name in ("a", "b", "a"):
+        await in_flight.answer(name, work(name))
+        await asyncio.sleep(0)
+    assert works == ["a", "b"]  # "a" again: its result, no second piece of work
+    await in_flight.answer("c", work("c"))
+    await asyncio.sleep(0)
+    await in_flight.answer("a", work("a"))  # three kept at most two: "a" was forgotten
+    await asyncio.sleep(0)
+    assert works == ["a", "b", "c", "a"]
+    now[0] = 61.0
+    await in_flight.answer("c", work("c"))  # older than a minute: forgotten
+    assert works[-1] == "c" and in_flight.running <= 1
+
+
+async def test_the_work_key_keeps_no_code() -> None:
+    from callback_receiver.query import Callback
+
+    key = callback_key(Callback(state="s", code=CODE))
+    assert CODE not in key and len(key) == 64
+    assert key != callback_key(Callback(state="s", code=CODE + "x"))
+    assert key != callback_key(Callback(state="t", code=CODE))
+
+
+async def test_shutdown_waits_for_the_work_going_on(prefect: FakePrefect) -> None:
+    run = prefect.add_run(waiting_state())
+    prefect.gate = asyncio.Event()
+    app = make_app(prefect, answer_within_seconds=0.1)
+    params = {"code": CODE, "state": state_of(run)}
+    async with app.router.lifespan_context(app), client_of(app) as client:
+        assert outcome(await client.get("/oauth/callback", params=params)) == "working"
+        asyncio.get_running_loop().call_later(0.2, prefect.gate.set)
+    assert len(prefect.resumes) == 1  # the shutdown waited for it
 
 
 async def test_health(prefect: FakePrefect) -> None:

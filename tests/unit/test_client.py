@@ -421,12 +421,12 @@ async def test_a_page_that_is_not_a_list_of_records_is_refused(body: object) -> 
 
 
 async def test_clients_share_one_verifying_tls_context() -> None:
-    from open_connectors.client import _shared_tls_context
+    from open_connectors.client import shared_tls_context
 
     first = OpenConnectorsClient(base_url=BASE, user_secret=USER, organization_secret=ORG)
     second = OpenConnectorsClient(base_url=BASE, user_secret=USER, organization_secret=ORG)
     async with first, second:
-        context = _shared_tls_context()
+        context = shared_tls_context()
         assert context.verify_mode.name == "CERT_REQUIRED" and context.check_hostname
         for client in (first, second):
             pool = client._http._transport._pool  # httpx's default transport

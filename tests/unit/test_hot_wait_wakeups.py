@@ -10,7 +10,13 @@ import anyio
 import pytest
 
 from flows.steps import hot_wait
-from flows.steps.hot_wait import StateChanges
+from flows.steps.hot_wait import (
+    RECHECK_SECONDS,
+    STREAM_BACKSTOP_SECONDS,
+    HotWaitSettings,
+    StateChanges,
+    next_read_in,
+)
 
 
 async def test_a_change_wakes_the_wait_at_once() -> None:
@@ -56,9 +62,49 @@ async def test_an_unavailable_event_stream_leaves_the_wait_to_polling(
     monkeypatch.setattr(hot_wait, "get_events_subscriber", Unavailable)
     changes = StateChanges()
     await hot_wait._follow_run_events(uuid4(), changes)  # returns, raises nothing
+    assert changes.connected is False
     started = time.monotonic()
-    await changes.wait(0.2)  # the poll interval still bounds the wait
+    assert await changes.wait(0.2) is False  # no wake-up: the poll interval bounds the wait
     assert 0.2 <= time.monotonic() - started < 5
+
+
+def test_reads_are_a_backstop_while_the_stream_is_connected_and_polls_while_not() -> None:
+    settings = HotWaitSettings(poll_seconds=1.0)
+    assert next_read_in(0, connected=True, settings=settings) == STREAM_BACKSTOP_SECONDS
+    assert next_read_in(0, connected=False, settings=settings) == 1.0
+    # Right after an event, the state is read again soon whatever the stream does.
+    assert next_read_in(3, connected=True, settings=settings) == RECHECK_SECONDS
+    assert settings.poll_seconds < STREAM_BACKSTOP_SECONDS
+
+
+async def test_a_stream_that_breaks_wakes_the_wait_back_to_polling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen_connected: list[bool] = []
+    changes = StateChanges()
+
+    class Breaks:
+        def __init__(self, **_: Any) -> None: ...
+
+        async def __aenter__(self) -> Breaks:
+            return self
+
+        async def __aexit__(self, *_: object) -> None: ...
+
+        def __aiter__(self) -> Breaks:
+            return self
+
+        async def __anext__(self) -> object:
+            seen_connected.append(changes.connected)
+            raise ConnectionResetError("gone")
+
+    monkeypatch.setattr(hot_wait, "get_events_subscriber", Breaks)
+    await hot_wait._follow_run_events(uuid4(), changes)
+    assert seen_connected == [True]  # connected while the stream was up
+    assert changes.connected is False
+    started = time.monotonic()
+    assert await changes.wait(30) is True  # the sleeping wait is woken to poll again
+    assert time.monotonic() - started < 5
 
 
 async def test_every_event_of_the_run_wakes_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:

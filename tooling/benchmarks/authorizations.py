@@ -22,7 +22,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound
 
 from tooling.benchmarks.harness import MINIMAL, OURS_DEPLOYMENT, Bench
-from tooling.devstack.consent import decide
+from tooling.devstack.consent import decide, deliver
 from tooling.devstack.processes import StackError
 from tooling.devstack.runs import consent_link, wait_for_form
 from tooling.devstack.stack import ENCRYPTED_KEY_BLOCK
@@ -139,7 +139,7 @@ async def answer(
     """
     redirect = await decide(auth.link, "approve", client=http)
     auth.callback_at = time.time()
-    response = await http.get(redirect)
+    response = await deliver(redirect, client=http)
     auth.receiver_seconds = time.time() - auth.callback_at
     if response.status_code != 200:
         raise StackError(f"The receiver answered {response.status_code} for the {auth.kind} run.")

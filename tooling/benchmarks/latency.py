@@ -68,6 +68,8 @@ HOT_CPU_RATIO_TARGET = 0.6
 HOT_SLOTS = HotWaitSettings().limit
 _JITTER = random.Random(20261128)
 RUN_TIMEOUT = 180.0
+# How often the benchmark looks at a run whose CPU it measures (see `authorize_once`).
+CPU_LOOK_SECONDS = 1.0
 # The phases of one authorization, from the run's state history (wall clock).
 LINK_PHASES = ("until a runner picks it up", "process start", "flow until the link")
 INSTANCE_PHASES = (
@@ -127,32 +129,42 @@ async def authorize_once(
     think_seconds: float,
     result: LatencyResult,
     kind: str,
+    cpu: bool = False,
 ) -> Authorization:
-    """Run one authorization through and record its phases and the CPU it cost.
+    """Run one authorization through and record its times and phases, or the CPU it cost.
 
     The run is started, and answered, at a random moment of the runners' poll cycle
     (a uniform delay up to one poll interval), so that neither ours nor the floor
     locks onto a lucky or unlucky phase of its runner's polling. `kind` is `ours`
     (the suspended path: the hot-wait limit has no slot), `hot` (one slot free: the
     answer comes while the run waits in its own process) or `minimal`.
+
+    Times need the benchmark to look often (every 50 ms); so many looks would cost the
+    server more than a run's own requests. So with `cpu` the benchmark looks once every
+    `CPU_LOOK_SECONDS` and records the CPU only (the caller adds the authorization to
+    its figures only for times).
     """
     if kind != "minimal":
         await set_hot_slots(client, HOT_SLOTS if kind == "hot" else 0)
+    look = {"poll_seconds": CPU_LOOK_SECONDS} if cpu else {}
     await asyncio.sleep(_JITTER.uniform(0, bench.poll_frequency))
     cpu_before = sample_tree(bench.roots()).cpu_seconds
     auth: Authorization = await start(client, bench)
     auth.kind = kind
-    await wait_for_link(client, auth, timeout=RUN_TIMEOUT)
+    await wait_for_link(client, auth, timeout=RUN_TIMEOUT, **look)
     if kind != "hot":
         # A person reads the link meanwhile; the suspended run's process exits.
         await bench.wait_for_idle()
     await asyncio.sleep(think_seconds + _JITTER.uniform(0, bench.poll_frequency))
-    await answer(client, http, auth, timeout=RUN_TIMEOUT)
-    await wait_for_final(client, auth.run_id, timeout=RUN_TIMEOUT)
+    await answer(client, http, auth, timeout=RUN_TIMEOUT, **look)
+    await wait_for_final(client, auth.run_id, timeout=RUN_TIMEOUT, **look)
     await bench.wait_for_idle()
-    # Everything the stack spent on it: server, receiver, sandbox, runner, run processes.
-    result.cpu.setdefault(kind, []).append(sample_tree(bench.roots()).cpu_seconds - cpu_before)
-    _record_phases(result, auth, await state_history(client, auth.run_id))
+    if cpu:
+        # Everything the stack spent on it: server, receiver, sandbox, runner, run processes.
+        spent = sample_tree(bench.roots()).cpu_seconds - cpu_before
+        result.cpu.setdefault(kind, []).append(spent)
+    else:
+        _record_phases(result, auth, await state_history(client, auth.run_id))
     return auth
 
 
@@ -212,9 +224,19 @@ def _record_phases(
 
 
 async def measure(
-    bench: Bench, *, reps: int, think_seconds: float, deadline: Deadline, hot: bool = True
+    bench: Bench,
+    *,
+    reps: int,
+    think_seconds: float,
+    deadline: Deadline,
+    hot: bool = True,
+    cpu: bool = True,
 ) -> LatencyResult:
-    """Interleave ours (suspended, and hot unless `hot` is False) and the floors `reps` times."""
+    """Interleave ours (suspended, and hot unless `hot` is False) and the floors `reps` times.
+
+    With `cpu`, each timed authorization is followed by one of the same kind whose CPU
+    is measured (see `authorize_once`).
+    """
     result = LatencyResult(poll_frequency=bench.poll_frequency)
     bare = BareSandbox.of(bench)
     kinds: list[tuple[str, Callable[[PrefectClient, Bench], Any]]] = [
@@ -258,6 +280,21 @@ async def measure(
                         f"{kind} authorization",
                     )
                     result.runs(kind).append(auth)
+                    if not cpu:
+                        continue
+                    await deadline.run(
+                        authorize_once(
+                            client,
+                            http,
+                            bench,
+                            start,
+                            think_seconds=think_seconds,
+                            result=result,
+                            kind=kind,
+                            cpu=True,
+                        ),
+                        f"{kind} authorization (CPU)",
+                    )
                 result.bare_link.append(await bare.time_oauth_url())
                 result.bare_instance.append(await bare.time_create_instance())
         except DeadlineReached as exc:
@@ -326,7 +363,10 @@ def section(result: LatencyResult, *, title: str = "Latency") -> Section:
         f"{HotWaitSettings().seconds:.0f} s).",
         "CPU per authorization: user + system CPU of every process of the stack (server, "
         "receiver, sandbox, runner and the run's processes) from the start request until "
-        "the run's last process has exited; it includes the server's idle work meanwhile.",
+        "the run's last process has exited; it includes the server's idle work meanwhile. "
+        "Measured on authorizations of their own, after each timed one, during which the "
+        f"benchmark looks at the run every {CPU_LOOK_SECONDS:g} s instead of every 50 ms "
+        "(looks that often would cost the server more than the run's own requests).",
         *result.failures,
     ]
     return Section(

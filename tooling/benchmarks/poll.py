@@ -74,7 +74,12 @@ async def measure(
             bench.serve_minimal()
             # The poll frequency matters to the suspended path only (a new process).
             latency = await measure_latency(
-                bench, reps=reps, think_seconds=think_seconds, deadline=deadline, hot=False
+                bench,
+                reps=reps,
+                think_seconds=think_seconds,
+                deadline=deadline,
+                hot=False,
+                cpu=False,
             )
             result.latency[poll] = latency
             if not latency.complete:

@@ -34,7 +34,7 @@ from prefect.deployments import arun_deployment
 from blocks import ConnectorInstance
 from flows.steps.names import AUTHENTICATE_DEPLOYMENT, AUTHENTICATE_FLOW, full_name
 from flows.steps.parameters import block_name_for
-from tooling.devstack.consent import decide
+from tooling.devstack.consent import decide, deliver
 from tooling.devstack.processes import StackError
 from tooling.devstack.runs import consent_link, wait_for_final, wait_for_form
 from tooling.devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack, local_stack
@@ -115,7 +115,7 @@ async def run_demo(
         else:
             async with httpx.AsyncClient(timeout=60) as browser:
                 redirect = await decide(link, decision, client=browser)  # type: ignore[arg-type]
-                landing = await browser.get(redirect)
+                landing = await deliver(redirect, client=browser)
             say()
             say(f"Pressed {'Allow' if decision == 'approve' else 'Deny'} at the consent page; the")
             say(f"provider redirected to the callback receiver, which answered: {_title(landing)}")

@@ -6,6 +6,7 @@ decides where the answer goes (the Prefect resume API, or the callback receiver)
 
 from __future__ import annotations
 
+import asyncio
 from html.parser import HTMLParser
 from typing import Literal
 from urllib.parse import urljoin
@@ -71,3 +72,25 @@ async def decide(
     finally:
         if owned:
             await http.aclose()
+
+
+# The receiver's page while it still passes an answer on to a slow Prefect (503).
+_WORKING = 'data-outcome="working"'
+
+
+async def deliver(
+    redirect: str, *, client: httpx.AsyncClient, max_reloads: int = 60
+) -> httpx.Response:
+    """Open the redirect at the callback receiver as a person's browser would.
+
+    While the receiver's page says the answer is still being passed on, it is reloaded
+    after the page's `Retry-After` (10 s at most), `max_reloads` times at most; the
+    last page is returned whatever it says.
+    """
+    page = await client.get(redirect)
+    for _ in range(max_reloads):
+        if page.status_code != 503 or _WORKING not in page.text:
+            break
+        await asyncio.sleep(min(float(page.headers.get("retry-after", "5")), 10.0))
+        page = await client.get(redirect)
+    return page

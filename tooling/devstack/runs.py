@@ -113,9 +113,9 @@ async def resume_with_answer(
 
 
 async def wait_for_final(
-    client: PrefectClient, flow_run_id: UUID, *, timeout: float = 120
+    client: PrefectClient, flow_run_id: UUID, *, timeout: float = 120, poll_seconds: float = 0.25
 ) -> FlowRun:
-    """Wait until the run is Completed, Failed, Crashed or Cancelled.
+    """Wait until the run is Completed, Failed, Crashed or Cancelled (read every `poll_seconds`).
 
     Raises:
         StackError: The run is not final within `timeout`.
@@ -125,5 +125,5 @@ async def wait_for_final(
         run = await client.read_flow_run(flow_run_id)
         if run.state is not None and run.state.type in FINAL_STATES:
             return run
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(poll_seconds)
     raise StackError(f"The run {flow_run_id} did not end within {timeout:.0f} s.")
