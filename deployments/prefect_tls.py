@@ -4,9 +4,11 @@ Prefect's `PrefectClient` and `SyncPrefectClient` build a new `ssl.SSLContext` f
 every client, loading the whole CA bundle each time (20 to 25 ms of CPU), and a flow
 run makes about a dozen clients (its engine, result store, log and event workers,
 the pause observer, the run's own steps): a third of the CPU a hot authorization
-spends in its process. Prefect takes a ready context (`httpx_settings={"verify":
-context}`), but its own callers pass none, so `share_tls_contexts()` makes the
-*verified* contexts it builds one object per CA bundle instead.
+spent in its process. Prefect's server-version check (once per process, before its
+first event subscription) builds one more. Prefect takes a ready context
+(`httpx_settings={"verify": context}`), but its own callers pass none, so
+`share_tls_contexts()` makes the *verified* contexts these build one object per CA
+bundle instead.
 
 Sharing is safe: a verified context is never changed once Prefect has built it
 (httpx and httpcore only read it, apart from the ALPN list that httpcore sets on
@@ -14,8 +16,9 @@ each TLS connection from the HTTP/2 setting, which every Prefect client of a pro
 shares); an `SSLContext` may serve many connections and threads. The context Prefect
 builds for `PREFECT_API_TLS_INSECURE_SKIP_VERIFY`, which it changes afterwards, is
 built anew each time as before. A CA bundle replaced on disk is read by the next
-process (as by any client that lives long). Only `prefect.client.orchestration`'s
-calls change; if Prefect stops building its contexts there, nothing changes.
+process (as by any client that lives long). Only the calls of the modules in
+`SHARING_MODULES` change; a module that no longer builds its contexts through its own
+`ssl` import is left alone.
 
 The serving process calls it, and the fork server as it starts
 (`deployments.fork_server_warmup`), so every forked flow run shares too. While
@@ -31,6 +34,7 @@ from types import ModuleType
 from typing import Any
 
 import certifi
+import prefect._internal.version_checking
 import prefect.client.orchestration
 from prefect.settings import PREFECT_API_ENABLE_HTTP2, PREFECT_API_SSL_CERT_FILE
 
@@ -58,6 +62,13 @@ class _SslSharingVerifiedContexts:
         return getattr(self._ssl, name)
 
 
+# Prefect's modules that build the verified contexts of its HTTP/1.1 API clients.
+SHARING_MODULES: tuple[ModuleType, ...] = (
+    prefect.client.orchestration,
+    prefect._internal.version_checking,
+)
+
+
 @functools.lru_cache(maxsize=8)
 def _verified_context(
     purpose: ssl.Purpose, cafile: str | None, capath: str | None, cadata: str | bytes | None
@@ -68,20 +79,20 @@ def _verified_context(
 def share_tls_contexts() -> bool:
     """Make this process's Prefect API clients share their verified TLS contexts.
 
-    Returns whether it is in effect (False when Prefect's client module no longer
-    builds its contexts through its own `ssl` import, or HTTP/2 is on). Calling it
-    again changes nothing.
+    Returns whether it is in effect for Prefect's API clients (False when their module
+    no longer builds its contexts through its own `ssl` import, or HTTP/2 is on).
+    Calling it again changes nothing.
     """
     if PREFECT_API_ENABLE_HTTP2.value():
         return False
-    module = prefect.client.orchestration
-    current = getattr(module, "ssl", None)
-    if isinstance(current, _SslSharingVerifiedContexts):
-        return True
-    if current is not ssl:
-        return False
-    module.ssl = _SslSharingVerifiedContexts(ssl)  # type: ignore[attr-defined]
-    return True
+    sharing = _SslSharingVerifiedContexts(ssl)
+    shared = []
+    for module in SHARING_MODULES:
+        current = getattr(module, "ssl", None)
+        if current is ssl:
+            module.ssl = sharing  # type: ignore[attr-defined]
+        shared.append(isinstance(getattr(module, "ssl", None), _SslSharingVerifiedContexts))
+    return shared[0]
 
 
 def build_shared_context() -> None:

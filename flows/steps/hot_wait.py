@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import TypeVar
 from uuid import UUID
 
@@ -195,7 +196,7 @@ async def _pause_in_process(
         await form.asave(keyset, flow_run_id=run.id)
         deadline = time.monotonic() + window
         rechecks = 0
-        async with _state_changes(run.id) as changes:
+        async with _state_changes(run.id, since=state.timestamp) as changes:
             while (left := deadline - time.monotonic()) > 0:
                 current = await client.read_flow_run(run.id)
                 answered = await _answered(client, current)
@@ -260,10 +261,14 @@ class StateChanges:
 
 
 @contextlib.asynccontextmanager
-async def _state_changes(flow_run_id: UUID) -> AsyncIterator[StateChanges]:
-    """Follow the run's `prefect.flow-run.*` events while the body runs (best effort)."""
+async def _state_changes(flow_run_id: UUID, *, since: datetime) -> AsyncIterator[StateChanges]:
+    """Follow the run's `prefect.flow-run.*` events after `since` while the body runs.
+
+    Best effort: when the stream is unavailable, the caller's reads of the state are the
+    only wake-ups.
+    """
     changes = StateChanges()
-    listener = asyncio.create_task(_follow_run_events(flow_run_id, changes))
+    listener = asyncio.create_task(_follow_run_events(flow_run_id, changes, since=since))
     try:
         yield changes
     finally:
@@ -273,8 +278,15 @@ async def _state_changes(flow_run_id: UUID) -> AsyncIterator[StateChanges]:
         await asyncio.wait([listener])
 
 
-async def _follow_run_events(flow_run_id: UUID, changes: StateChanges) -> None:
-    """Notify `changes` of every state event of the run; on any failure, leave it to polling."""
+async def _follow_run_events(
+    flow_run_id: UUID, changes: StateChanges, *, since: datetime | None = None
+) -> None:
+    """Notify `changes` of the run's state events; on any failure, leave it to polling.
+
+    The stream first replays the last minute, which holds the run's own start (its
+    Running state): events that occurred before `since` (the pause's state) are not
+    changes of the wait, and waking for one would cost a burst of reads for nothing.
+    """
     run_events = EventFilter(
         resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
         # Not the states a run passes through before it waits, nor its heartbeats: the
@@ -288,8 +300,9 @@ async def _follow_run_events(flow_run_id: UUID, changes: StateChanges) -> None:
     try:
         async with get_events_subscriber(filter=run_events, reconnection_attempts=2) as events:
             changes.connected = was_connected = True
-            async for _ in events:
-                changes.notify()
+            async for event in events:
+                if since is None or event.occurred >= since:
+                    changes.notify()
     except Exception as exc:  # the wait goes on, reading its state every poll interval
         get_logger(__name__).debug(
             "Prefect's event stream is unavailable (%s); the hot wait polls only.",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from uuid import uuid4
 
@@ -146,3 +148,48 @@ async def test_every_event_of_the_run_wakes_the_wait(monkeypatch: pytest.MonkeyP
 async def _notify_after(changes: StateChanges, seconds: float) -> None:
     await anyio.sleep(seconds)
     changes.notify()
+
+
+async def test_the_replayed_start_of_the_run_does_not_wake_the_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stream replays the last minute first: the run's own Running state from before
+    # its pause would otherwise wake it into a burst of reads.
+    paused_at = datetime.now(UTC)
+    replayed = SimpleNamespace(occurred=paused_at - timedelta(seconds=2))
+    resumed = SimpleNamespace(occurred=paused_at + timedelta(seconds=1))
+
+    def stream_of(events: list[object]) -> type:
+        class Stream:
+            def __init__(self, **_: Any) -> None: ...
+
+            async def __aenter__(self) -> Any:
+                return self
+
+            async def __aexit__(self, *_: object) -> None: ...
+
+            def __aiter__(self) -> Any:
+                self.left = list(events)
+                return self
+
+            async def __anext__(self) -> object:
+                if not self.left:
+                    raise StopAsyncIteration
+                return self.left.pop(0)
+
+        return Stream
+
+    for events, expected in (([replayed], False), ([replayed, resumed], True)):
+        monkeypatch.setattr(hot_wait, "get_events_subscriber", stream_of(events))
+        changes = StateChanges()
+        real_notify = changes.notify
+        woken: list[bool] = []
+
+        def notify(woken: list[bool] = woken, real: Any = real_notify) -> None:
+            woken.append(True)
+            real()
+
+        changes.notify = notify  # type: ignore[method-assign]
+        await hot_wait._follow_run_events(uuid4(), changes, since=paused_at)
+        # The stream's end wakes the wait once (back to polling); only `resumed` adds one.
+        assert len(woken) == (2 if expected else 1)

@@ -6,24 +6,33 @@ import ssl
 import subprocess
 import sys
 
+import certifi
+import prefect._internal.version_checking
 import prefect.client.orchestration
 import pytest
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 from prefect.settings import (
     PREFECT_API_ENABLE_HTTP2,
+    PREFECT_API_SSL_CERT_FILE,
     PREFECT_API_TLS_INSECURE_SKIP_VERIFY,
     temporary_settings,
 )
 
-from deployments.prefect_tls import share_tls_contexts
+from deployments.prefect_tls import SHARING_MODULES, share_tls_contexts
 
 API = "https://prefect.example.test/api"
 
 
+@pytest.fixture(autouse=True)
+def prefect_ssl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefect's modules get their own `ssl` back after each test."""
+    for module in SHARING_MODULES:
+        monkeypatch.setattr(module, "ssl", ssl)
+
+
 @pytest.fixture
-def sharing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sharing on for this test only (Prefect's module gets its `ssl` back afterwards)."""
-    monkeypatch.setattr(prefect.client.orchestration, "ssl", ssl)
+def sharing() -> None:
+    """Sharing on for this test only."""
     assert share_tls_contexts() is True
 
 
@@ -42,6 +51,14 @@ def test_every_client_gets_the_same_verified_context() -> None:
 
 
 @pytest.mark.usefixtures("sharing")
+def test_prefects_server_version_check_gets_the_same_context() -> None:
+    # The hot wait's event subscription checks the server's version once per process.
+    cafile = PREFECT_API_SSL_CERT_FILE.value() or certifi.where()  # as Prefect picks it
+    check = prefect._internal.version_checking.ssl.create_default_context(cafile=cafile)
+    assert check is _context(PrefectClient(API))
+
+
+@pytest.mark.usefixtures("sharing")
 def test_the_insecure_context_prefect_changes_is_never_shared() -> None:
     with temporary_settings({PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
         first, second = _context(PrefectClient(API)), _context(PrefectClient(API))
@@ -52,9 +69,8 @@ def test_the_insecure_context_prefect_changes_is_never_shared() -> None:
     assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
 
 
-def test_without_sharing_each_client_builds_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_sharing_each_client_builds_its_own() -> None:
     # What it saves: Prefect builds (and loads the CA bundle into) one context per client.
-    monkeypatch.setattr(prefect.client.orchestration, "ssl", ssl)
     assert _context(PrefectClient(API)) is not _context(PrefectClient(API))
 
 
@@ -74,9 +90,8 @@ def test_a_prefect_that_builds_its_contexts_elsewhere_is_left_alone(
     assert not hasattr(prefect.client.orchestration, "ssl")
 
 
-def test_nothing_is_shared_while_http2_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_is_shared_while_http2_is_on() -> None:
     # HTTP/2 clients set another ALPN list on the context than HTTP/1.1 ones would.
-    monkeypatch.setattr(prefect.client.orchestration, "ssl", ssl)
     with temporary_settings({PREFECT_API_ENABLE_HTTP2: True}):
         assert share_tls_contexts() is False
     assert prefect.client.orchestration.ssl is ssl

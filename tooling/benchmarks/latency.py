@@ -14,6 +14,10 @@ after the other (the order alternates), then the two bare httpx calls:
 Before the callback the benchmark waits, as a person reading the link would,
 until the suspended run's process has exited, then `--think-seconds` more. Each
 authorization yields one figure of each kind, so both are measured here.
+
+CPU per authorization is measured on authorizations of their own, one after each
+timed one, during which the benchmark looks at the run once a second instead of
+every 50 ms (its own looks would otherwise cost the server more than the run does).
 """
 
 from __future__ import annotations
