@@ -10,11 +10,13 @@ that Prefect may or may not have taken, so the rules on the used-answer marker s
 exactly as they are.
 
 A reload of the same callback (the same state and the same code or error) joins the
-work already going on instead of starting a second one, and for `remember_seconds`
-after the work ended it gets that work's result (a reload must not read "already
-used" for the answer it delivered itself). A result that says "try again" is not
-kept, so a reload then tries again. Tasks in progress count against the callbacks-
-in-progress bound until they end, whether or not a page still waits for them.
+work already going on instead of starting a second one. When the work outlived its
+page, its result answers reloads for `remember_seconds` after it ended (a reload must
+not read "already used" for the answer it delivered itself); a result that says "try
+again" is not kept, so a reload then tries again. A callback answered within its
+page's wait is not remembered: replayed later, it is told "already used" as before.
+Tasks in progress count against the callbacks-in-progress bound until they end,
+whether or not a page still waits for them.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class InFlightCallbacks:
         self._max_remembered = max_remembered
         self._clock = clock
         self._running: dict[str, asyncio.Task[CallbackResult]] = {}
+        # Work whose page was told "still working": its result is kept for the reloads.
+        self._outlived: set[str] = set()
         self._finished: OrderedDict[str, tuple[float, CallbackResult]] = OrderedDict()
 
     @property
@@ -100,6 +104,7 @@ class InFlightCallbacks:
         if task in done:
             return task.result()
         logger.info("A callback is still being answered after %.0f s.", self._within)
+        self._outlived.add(key)
         return CallbackResult(Outcome.WORKING, retry_after=RELOAD_AFTER_SECONDS)
 
     async def drain(self, timeout: float) -> None:
@@ -120,6 +125,8 @@ class InFlightCallbacks:
     def _ended(self, key: str, task: asyncio.Task[CallbackResult]) -> None:
         self._running.pop(key, None)
         self._limit.leave()
+        outlived = key in self._outlived
+        self._outlived.discard(key)
         if task.cancelled():
             return
         error = task.exception()
@@ -128,6 +135,6 @@ class InFlightCallbacks:
             logger.error("A callback's work failed: %s.", type(error).__name__)
             return
         result = task.result()
-        if result.outcome not in _TRY_AGAIN:
+        if outlived and result.outcome not in _TRY_AGAIN:
             self._finished[key] = (self._clock(), result)
             self._finished.move_to_end(key)

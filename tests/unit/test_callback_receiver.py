@@ -352,8 +352,9 @@ async def test_identical_concurrent_callbacks_resume_once(prefect: FakePrefect) 
             *(client.get("/oauth/callback", params=params) for _ in range(4))
         )
         assert [outcome(page) for page in pages] == ["authorized"] * 4
-        # A reload afterwards is told what happened, not "already used".
-        assert outcome(await client.get("/oauth/callback", params=params)) == "authorized"
+        # Replayed afterwards, it is told "already used" (it was answered within its page).
+        replay = await client.get("/oauth/callback", params=params)
+        assert replay.status_code == 409 and outcome(replay) == "already-used"
     assert len(prefect.resumes) == 1
     assert prefect.calls.count("create_flow_run_input") == 1
 
@@ -722,10 +723,10 @@ async def test_work_that_fails_frees_its_place_and_is_not_kept(prefect: FakePref
         assert outcome(await client.get("/oauth/callback", params=params)) == "authorized"
 
 
-async def test_finished_results_are_forgotten_after_a_while_and_beyond_a_count() -> None:
+async def test_only_work_that_outlived_its_page_is_remembered_for_a_while() -> None:
     now = [0.0]
     in_flight = InFlightCallbacks(
-        answer_within=5,
+        answer_within=0.05,
         limit=InProgressLimit(4),
         remember_seconds=60,
         max_remembered=2,
@@ -733,25 +734,35 @@ async def test_finished_results_are_forgotten_after_a_while_and_beyond_a_count()
     )
     works: list[str] = []
 
-    def work(name: str) -> Callable[[], Any]:
+    def work(name: str, seconds: float = 0.0) -> Callable[[], Any]:
         async def run() -> CallbackResult:
             works.append(name)
+            await asyncio.sleep(seconds)
             return CallbackResult(Outcome.AUTHORIZED, flow_run_id=name)
 
         return run
 
-    for name in ("a", "b", "a"):
-        await in_flight.answer(name, work(name))
-        await asyncio.sleep(0)
-    assert works == ["a", "b"]  # "a" again: its result, no second piece of work
+    async def ended(name: str) -> None:
+        await _until(lambda: name not in in_flight._running)
+
+    # Answered within its page: not kept, a replay works again (and is told "already used").
+    assert (await in_flight.answer("quick", work("quick"))).outcome is Outcome.AUTHORIZED
+    await ended("quick")
+    await in_flight.answer("quick", work("quick"))
+    assert works == ["quick", "quick"]
+    # Outlived its page: its reloads get its result, with no second piece of work.
+    for name in ("a", "b", "c"):
+        assert (await in_flight.answer(name, work(name, 0.2))).outcome is Outcome.WORKING
+        await ended(name)
+    assert (await in_flight.answer("c", work("c"))).flow_run_id == "c"
+    assert (await in_flight.answer("b", work("b"))).flow_run_id == "b"
+    assert works == ["quick", "quick", "a", "b", "c"]
+    # Two kept at most: "a", the oldest, was forgotten and is worked on again.
+    await in_flight.answer("a", work("a"))
+    assert works[-1] == "a"
+    now[0] = 61.0  # past a minute: forgotten
     await in_flight.answer("c", work("c"))
-    await asyncio.sleep(0)
-    await in_flight.answer("a", work("a"))  # three kept at most two: "a" was forgotten
-    await asyncio.sleep(0)
-    assert works == ["a", "b", "c", "a"]
-    now[0] = 61.0
-    await in_flight.answer("c", work("c"))  # older than a minute: forgotten
-    assert works[-1] == "c" and in_flight.running <= 1
+    assert works[-1] == "c"
 
 
 async def test_the_work_key_keeps_no_code() -> None:
