@@ -2,12 +2,15 @@
 
 A stack of its own, with a 20-second hot window and two hot slots, so the session's
 stack (which suspends at once) is not disturbed. Its runs read their state only once
-a minute: what wakes them sooner is Prefect's event stream.
+a minute: what wakes them sooner is Prefect's event stream. Its receiver's pages wait
+at most `ANSWER_WITHIN` seconds for Prefect (the last test stops the Prefect server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +27,7 @@ from blocks import ConnectorInstance
 from flows.steps.hot_wait import HOT_WAIT_LIMIT
 from tests.e2e.conftest import consent_redirect, run_tag, start_authorization
 from tests.e2e.leak_audit import LeakAudit
+from tooling.devstack.consent import deliver
 from tooling.devstack.proctree import children, command_line, flow_run_processes
 from tooling.devstack.runs import wait_for_final, wait_for_form
 from tooling.devstack.stack import LocalStack, local_stack
@@ -32,10 +36,12 @@ pytestmark = pytest.mark.e2e
 
 WINDOW = 20.0
 SLOTS = 2
+ANSWER_WITHIN = 3.0
 HOT = {
     "OC_HOT_WAIT_SECONDS": str(WINDOW),
     "OC_HOT_WAIT_LIMIT": str(SLOTS),
     "OC_HOT_WAIT_POLL_SECONDS": "60",
+    "OC_CALLBACK_ANSWER_WITHIN_SECONDS": str(ANSWER_WITHIN),
 }
 
 
@@ -78,7 +84,7 @@ async def wait_for_free_hot_slots(client: PrefectClient, timeout: float = 120) -
 
 async def answer_through_receiver(redirect: str) -> None:
     async with httpx.AsyncClient(timeout=60) as browser:
-        page = await browser.get(redirect)
+        page = await deliver(redirect, client=browser)  # reloads while "still working"
     assert page.status_code == 200, page.text
 
 
@@ -268,3 +274,34 @@ async def test_a_prompt_that_ended_in_its_hot_wait_is_not_asked_again_after_a_su
         assert final.state is not None and final.state.is_completed(), final.state
         keys = (await prefect.read_flow_run(run.id)).empirical_policy.pause_keys or set()
         assert "authorization-1" not in keys and "authorization-3" not in keys, keys
+
+
+async def test_a_page_does_not_wait_for_a_prefect_that_holds_its_answers_back(
+    hot_stack: LocalStack,
+) -> None:
+    # The Prefect server is stopped (SIGSTOP: it accepts connections and answers nothing)
+    # while the person's browser delivers the answer: the page says "still working"
+    # within its bound; the answer is passed on once Prefect answers again, exactly once.
+    async with get_client() as prefect:
+        run = await start_authorization("Held back ERP")
+        redirect = await consent_redirect(prefect, run)
+    server = hot_stack.prefect.process.pid
+    async with httpx.AsyncClient(timeout=60) as browser:
+        os.kill(server, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            page = await browser.get(redirect)
+            held = time.monotonic() - started
+        finally:
+            os.kill(server, signal.SIGCONT)
+        assert page.status_code == 503 and 'data-outcome="working"' in page.text, page.text
+        assert page.headers["retry-after"] == "5"
+        assert ANSWER_WITHIN <= held < ANSWER_WITHIN + 10
+        done = await deliver(redirect, client=browser)
+        assert done.status_code == 200 and 'data-outcome="authorized"' in done.text, done.text
+    async with get_client() as prefect:
+        final = await wait_for_final(prefect, run.id, timeout=120)
+        assert final.state is not None and final.state.is_completed(), final.state
+    async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
