@@ -26,8 +26,9 @@ from open_connectors.authorization import StateSigner
 
 logger = logging.getLogger("callback_receiver")
 CALLBACK_PATH = "/oauth/callback"
-# At shutdown, how long answers still being passed on to Prefect are waited for.
-SHUTDOWN_DRAIN_SECONDS = 10.0
+# At shutdown, how long answers still being passed on to Prefect are waited for (the
+# Prefect client closes afterwards).
+SHUTDOWN_DRAIN_SECONDS = 30.0
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",

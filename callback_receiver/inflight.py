@@ -5,9 +5,11 @@ client may wait 60 s and be retried on 503 and 429, as SQLite gives under a burs
 answers), and the person's browser should not wait that long. So each callback's
 work runs as a task of its own; the page waits for it at most `answer_within`
 seconds, then says that the answer is still being passed on (reload in a moment).
-The work itself is never cut short: a resume stopped midway would leave an answer
-that Prefect may or may not have taken, so the rules on the used-answer marker stay
-exactly as they are.
+The work itself is not cut short while the receiver runs: a resume stopped midway
+would leave an answer that Prefect may or may not have taken, so the rules on the
+used-answer marker stay exactly as they are. At shutdown the work going on gets a
+bounded time to end; what is still going then is abandoned and logged (a reload may
+then read "already used" for an answer that was not delivered).
 
 A reload of the same callback (the same state and the same code or error) joins the
 work already going on instead of starting a second one. When the work outlived its
@@ -100,17 +102,34 @@ class InFlightCallbacks:
             task = asyncio.create_task(work())
             self._running[key] = task
             task.add_done_callback(lambda done: self._ended(key, done))
-        done, _ = await asyncio.wait({task}, timeout=self._within)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._within)
+        except asyncio.CancelledError:
+            # The page's request was cancelled (the server stops): its reloads get the result.
+            if not task.done():
+                self._outlived.add(key)
+            raise
         if task in done:
             return task.result()
         logger.info("A callback is still being answered after %.0f s.", self._within)
         self._outlived.add(key)
         return CallbackResult(Outcome.WORKING, retry_after=RELOAD_AFTER_SECONDS)
 
-    async def drain(self, timeout: float) -> None:
-        """Wait at most `timeout` seconds for the work going on (at shutdown)."""
-        if self._running:
-            await asyncio.wait(set(self._running.values()), timeout=timeout)
+    async def drain(self, timeout: float) -> int:
+        """Wait at most `timeout` seconds for the work going on (at shutdown).
+
+        Returns how many pieces of work were still going on (and are abandoned).
+        """
+        if not self._running:
+            return 0
+        _, pending = await asyncio.wait(set(self._running.values()), timeout=timeout)
+        if pending:
+            logger.warning(
+                "Stopping with %d answer(s) still being passed on to Prefect; a reload of "
+                "those may read 'already used'.",
+                len(pending),
+            )
+        return len(pending)
 
     def _remembered(self, key: str) -> CallbackResult | None:
         now = self._clock()

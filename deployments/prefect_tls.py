@@ -10,20 +10,20 @@ first event subscription) builds one more. Prefect takes a ready context
 `share_tls_contexts()` makes the *verified* contexts these build one object per CA
 bundle instead.
 
-Sharing is safe: a verified context is never changed once Prefect has built it
-(httpx and httpcore only read it, apart from the ALPN list that httpcore sets on
-each TLS connection from the HTTP/2 setting, which every Prefect client of a process
-shares); an `SSLContext` may serve many connections and threads. The context Prefect
-builds for `PREFECT_API_TLS_INSECURE_SKIP_VERIFY`, which it changes afterwards, is
-built anew each time as before. A CA bundle replaced on disk is read by the next
+Sharing is safe: Prefect never changes a verified context once built, httpx only
+reads it, and the ALPN list httpcore sets before each TLS connection is fixed once
+to HTTP/1.1 (`open_connectors.tls.shareable`: changing it could race a connection
+of another thread). The context Prefect builds for
+`PREFECT_API_TLS_INSECURE_SKIP_VERIFY`, which it changes afterwards, is built anew
+each time as before. A CA bundle replaced on disk is read by the next
 process (as by any client that lives long). Only the calls of the modules in
 `SHARING_MODULES` change; a module that no longer builds its contexts through its own
 `ssl` import is left alone.
 
 The serving process calls it, and the fork server as it starts
 (`deployments.fork_server_warmup`), so every forked flow run shares too. While
-`PREFECT_API_ENABLE_HTTP2` is on nothing is shared: HTTP/2 clients offer another ALPN
-list on the same context than the HTTP/1.1 ones.
+`PREFECT_API_ENABLE_HTTP2` is on (in the serving process) nothing is shared, so
+Prefect's clients keep offering HTTP/2.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ import certifi
 import prefect._internal.version_checking
 import prefect.client.orchestration
 from prefect.settings import PREFECT_API_ENABLE_HTTP2, PREFECT_API_SSL_CERT_FILE
+
+from open_connectors.tls import shareable
 
 
 class _SslSharingVerifiedContexts:
@@ -73,7 +75,8 @@ SHARING_MODULES: tuple[ModuleType, ...] = (
 def _verified_context(
     purpose: ssl.Purpose, cafile: str | None, capath: str | None, cadata: str | bytes | None
 ) -> ssl.SSLContext:
-    return ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+    context = ssl.create_default_context(purpose, cafile=cafile, capath=capath, cadata=cadata)
+    return shareable(context)
 
 
 def share_tls_contexts() -> bool:

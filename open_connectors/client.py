@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ from open_connectors.retry import (
     parse_retry_after,
 )
 from open_connectors.tags import check_user_tags, tags_after_reauthorization
+from open_connectors.tls import shareable
 
 __all__ = ["EnsuredInstance", "OpenConnectorsClient"]
 
@@ -89,15 +91,20 @@ _Model = TypeVar("_Model", bound=BaseModel)
 _INSTANCE_LIST = TypeAdapter(list[Instance])
 
 
-@functools.cache
 def shared_tls_context() -> ssl.SSLContext:
-    """One verifying TLS context per process, shared by every client.
+    """One verifying TLS context per process and CA setting, shared by every client.
 
     httpx builds a new one for each client by default, loading the CA bundle each
     time (about 20 ms); a flow run makes several clients. Built as httpx would
-    (certifi, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set).
+    (certifi, or `SSL_CERT_FILE`/`SSL_CERT_DIR` when set: one per value, so a run
+    forked with other values gets its own), and made safe to share (`open_connectors.tls`).
     """
-    return httpx.create_ssl_context()
+    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return shareable(httpx.create_ssl_context())
 
 
 class _PlatformAuth(httpx.Auth):

@@ -202,7 +202,9 @@ async def _pause_in_process(
                 answered = await _answered(client, current)
                 if answered:
                     return await form.aload(keyset, flow_run_id=run.id)
-                pause = next_read_in(rechecks, connected=changes.connected, settings=settings)
+                pause = next_read_in(
+                    rechecks, connected_for=changes.connected_for(), settings=settings
+                )
                 rechecks = max(0, rechecks - 1)
                 if await changes.wait(min(pause, left)):
                     rechecks = RECHECKS
@@ -220,27 +222,36 @@ async def _pause_in_process(
         )
 
 
-def next_read_in(rechecks: int, *, connected: bool, settings: HotWaitSettings) -> float:
+def next_read_in(rechecks: int, *, connected_for: float | None, settings: HotWaitSettings) -> float:
     """Seconds until a hot run reads its state again, unless an event wakes it first.
 
     Right after an event, soon (`RECHECK_SECONDS`, while `rechecks` are left); else the
-    backstop interval while the event stream is connected, the poll interval while not.
+    backstop interval once the event stream has been connected for a poll interval, the
+    poll interval until then. That first poll after a (re)connection covers an event
+    sent just before it, which the stream's replay may not hold yet (the server stores
+    events in batches).
     """
     if rechecks:
         return RECHECK_SECONDS
-    return STREAM_BACKSTOP_SECONDS if connected else settings.poll_seconds
+    if connected_for is not None and connected_for >= settings.poll_seconds:
+        return STREAM_BACKSTOP_SECONDS
+    return settings.poll_seconds
 
 
 class StateChanges:
     """Wake-ups for a hot wait: set when Prefect's event stream reports a change of the run.
 
     Attributes:
-        connected: Whether the event stream is connected now (wake-ups can be relied on).
+        connected_at: When the event stream connected (monotonic), None while it is not.
     """
 
     def __init__(self) -> None:
         self._changed = anyio.Event()
-        self.connected = False
+        self.connected_at: float | None = None
+
+    def connected_for(self) -> float | None:
+        """Seconds since the event stream connected; None while it is not connected."""
+        return None if self.connected_at is None else time.monotonic() - self.connected_at
 
     def notify(self) -> None:
         """The run's state changed (or may have): wake the waiter."""
@@ -299,7 +310,8 @@ async def _follow_run_events(
     was_connected = False
     try:
         async with get_events_subscriber(filter=run_events, reconnection_attempts=2) as events:
-            changes.connected = was_connected = True
+            changes.connected_at = time.monotonic()
+            was_connected = True
             async for event in events:
                 if since is None or event.occurred >= since:
                     changes.notify()
@@ -309,7 +321,7 @@ async def _follow_run_events(
             type(exc).__name__,
         )
     finally:
-        changes.connected = False
+        changes.connected_at = None
         if was_connected:
             # A wait asleep for the backstop interval reads now, then every poll interval.
             changes.notify()

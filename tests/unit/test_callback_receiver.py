@@ -785,6 +785,46 @@ async def test_shutdown_waits_for_the_work_going_on(prefect: FakePrefect) -> Non
     assert len(prefect.resumes) == 1  # the shutdown waited for it
 
 
+async def test_work_still_going_at_the_end_of_the_drain_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    held = asyncio.Event()
+    in_flight = InFlightCallbacks(answer_within=0.01, limit=InProgressLimit(2))
+
+    async def work() -> CallbackResult:
+        await held.wait()
+        return CallbackResult(Outcome.AUTHORIZED)
+
+    assert (await in_flight.answer("k", work)).outcome is Outcome.WORKING
+    with caplog.at_level(logging.WARNING, logger="callback_receiver"):
+        assert await in_flight.drain(0.05) == 1
+    assert "still being passed on" in caplog.text
+    held.set()
+    await _until(lambda: in_flight.running == 0)
+    assert await in_flight.drain(0.05) == 0
+
+
+async def test_a_page_cancelled_while_it_waits_leaves_the_result_to_its_reloads() -> None:
+    held = asyncio.Event()
+    in_flight = InFlightCallbacks(answer_within=30, limit=InProgressLimit(2))
+    works: list[int] = []
+
+    async def work() -> CallbackResult:
+        works.append(1)
+        await held.wait()
+        return CallbackResult(Outcome.AUTHORIZED)
+
+    page = asyncio.create_task(in_flight.answer("k", work))
+    await _until(lambda: works == [1])
+    page.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await page
+    held.set()
+    await _until(lambda: in_flight.running == 0)
+    assert (await in_flight.answer("k", work)).outcome is Outcome.AUTHORIZED
+    assert works == [1]  # the reload got the result, not a second piece of work
+
+
 async def test_health(prefect: FakePrefect) -> None:
     async with client_of(make_app(prefect)) as client:
         response = await client.get("/health")

@@ -64,7 +64,7 @@ async def test_an_unavailable_event_stream_leaves_the_wait_to_polling(
     monkeypatch.setattr(hot_wait, "get_events_subscriber", Unavailable)
     changes = StateChanges()
     await hot_wait._follow_run_events(uuid4(), changes)  # returns, raises nothing
-    assert changes.connected is False
+    assert changes.connected_for() is None
     started = time.monotonic()
     assert await changes.wait(0.2) is False  # no wake-up: the poll interval bounds the wait
     assert 0.2 <= time.monotonic() - started < 5
@@ -72,10 +72,12 @@ async def test_an_unavailable_event_stream_leaves_the_wait_to_polling(
 
 def test_reads_are_a_backstop_while_the_stream_is_connected_and_polls_while_not() -> None:
     settings = HotWaitSettings(poll_seconds=1.0)
-    assert next_read_in(0, connected=True, settings=settings) == STREAM_BACKSTOP_SECONDS
-    assert next_read_in(0, connected=False, settings=settings) == 1.0
+    assert next_read_in(0, connected_for=5.0, settings=settings) == STREAM_BACKSTOP_SECONDS
+    assert next_read_in(0, connected_for=None, settings=settings) == 1.0
+    # Just (re)connected: one more poll covers an event sent just before the connection.
+    assert next_read_in(0, connected_for=0.2, settings=settings) == 1.0
     # Right after an event, the state is read again soon whatever the stream does.
-    assert next_read_in(3, connected=True, settings=settings) == RECHECK_SECONDS
+    assert next_read_in(3, connected_for=5.0, settings=settings) == RECHECK_SECONDS
     assert settings.poll_seconds < STREAM_BACKSTOP_SECONDS
 
 
@@ -97,13 +99,13 @@ async def test_a_stream_that_breaks_wakes_the_wait_back_to_polling(
             return self
 
         async def __anext__(self) -> object:
-            seen_connected.append(changes.connected)
+            seen_connected.append(changes.connected_for() is not None)
             raise ConnectionResetError("gone")
 
     monkeypatch.setattr(hot_wait, "get_events_subscriber", Breaks)
     await hot_wait._follow_run_events(uuid4(), changes)
     assert seen_connected == [True]  # connected while the stream was up
-    assert changes.connected is False
+    assert changes.connected_for() is None
     started = time.monotonic()
     assert await changes.wait(30) is True  # the sleeping wait is woken to poll again
     assert time.monotonic() - started < 5

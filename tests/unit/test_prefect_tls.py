@@ -100,11 +100,11 @@ def test_nothing_is_shared_while_http2_is_on() -> None:
 def exit_zero_if_warm() -> None:
     """Run in a forked process: exit 0 when it shares contexts built before the fork."""
     from deployments.prefect_tls import _SslSharingVerifiedContexts, _verified_context
-    from open_connectors.client import shared_tls_context
+    from open_connectors.client import _tls_context
 
     shared = isinstance(prefect.client.orchestration.ssl, _SslSharingVerifiedContexts)
     built = _verified_context.cache_info().currsize == 1
-    platform_built = shared_tls_context.cache_info().currsize == 1
+    platform_built = _tls_context.cache_info().currsize == 1
     raise SystemExit(0 if shared and built and platform_built else 3)
 
 
@@ -129,3 +129,14 @@ def test_forked_runs_share_contexts_the_fork_server_built() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.usefixtures("sharing")
+def test_a_shared_context_keeps_its_alpn_list_whatever_a_client_asks() -> None:
+    # httpcore sets the list before every TLS connection; on a shared context that could
+    # race another thread's connection, so it is set once (HTTP/1.1) and kept.
+    context = _context(PrefectClient(API))
+    context.set_alpn_protocols(["h2", "http/1.1"])  # what an HTTP/2 client would ask
+    assert context is _context(PrefectClient(API))
+    assert isinstance(context, ssl.SSLContext)
+    assert context.verify_mode == ssl.CERT_REQUIRED
