@@ -27,6 +27,14 @@ async def test_it_reloads_while_the_page_says_still_working() -> None:
     assert page.status_code == 200 and len(served) == 3
 
 
+async def test_it_reloads_a_busy_page_too() -> None:
+    busy = httpx.Response(429, text='<main data-outcome="busy">', headers={"Retry-After": "0"})
+    client, served = _receiver([busy, httpx.Response(200, text="authorized")])
+    async with client:
+        page = await deliver("http://receiver.test/oauth/callback", client=client)
+    assert page.status_code == 200 and len(served) == 2
+
+
 async def test_any_other_page_is_returned_at_once() -> None:
     not_ready = httpx.Response(503, text='<main data-outcome="not-ready">', headers={})
     client, served = _receiver([not_ready])

@@ -83,13 +83,14 @@ async def deliver(
 ) -> httpx.Response:
     """Open the redirect at the callback receiver as a person's browser would.
 
-    While the receiver's page says the answer is still being passed on, it is reloaded
-    after the page's `Retry-After` (10 s at most), `max_reloads` times at most; the
-    last page is returned whatever it says.
+    While the receiver's page says the answer is still being passed on, or that it is
+    busy (429), it is reloaded after the page's `Retry-After` (10 s at most),
+    `max_reloads` times at most; the last page is returned whatever it says.
     """
     page = await client.get(redirect)
     for _ in range(max_reloads):
-        if page.status_code != 503 or _WORKING not in page.text:
+        working = page.status_code == 503 and _WORKING in page.text
+        if not working and page.status_code != 429:
             break
         await asyncio.sleep(min(float(page.headers.get("retry-after", "5")), 10.0))
         page = await client.get(redirect)
