@@ -16,8 +16,12 @@ import logging
 import sys
 
 from callback_receiver.app import CALLBACK_PATH, create_app
+from callback_receiver.inflight import RELOAD_AFTER_SECONDS
 from callback_receiver.serving import is_loopback, run
 from callback_receiver.settings import ReceiverSettings
+
+# How long an idle keep-alive connection stays open: beyond a reload after "still working".
+KEEP_ALIVE_SECONDS = int(RELOAD_AFTER_SECONDS * 3)
 
 
 def build_parser(defaults: ReceiverSettings) -> argparse.ArgumentParser:
@@ -84,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn_options={
             "proxy_headers": True,
             "forwarded_allow_ips": settings.forwarded_allow_ips,
+            # Longer than a "still working" page's Retry-After: a reload on the same
+            # connection must not meet uvicorn closing it (5 s by default) at that moment.
+            "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         },
     )
 
