@@ -89,13 +89,11 @@ def share_tls_contexts() -> bool:
     if PREFECT_API_ENABLE_HTTP2.value():
         return False
     sharing = _SslSharingVerifiedContexts(ssl)
-    shared = []
     for module in SHARING_MODULES:
-        current = getattr(module, "ssl", None)
-        if current is ssl:
+        if getattr(module, "ssl", None) is ssl:
             module.ssl = sharing  # type: ignore[attr-defined]
-        shared.append(isinstance(getattr(module, "ssl", None), _SslSharingVerifiedContexts))
-    return shared[0]
+    clients = getattr(prefect.client.orchestration, "ssl", None)
+    return isinstance(clients, _SslSharingVerifiedContexts)
 
 
 def build_shared_context() -> None:

@@ -113,27 +113,8 @@ async def test_a_stream_that_breaks_wakes_the_wait_back_to_polling(
 
 async def test_every_event_of_the_run_wakes_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
-
-    class Stream:
-        def __init__(self, *, filter: Any, **_: Any) -> None:
-            seen["filter"] = filter
-
-        async def __aenter__(self) -> Stream:
-            return self
-
-        async def __aexit__(self, *_: object) -> None: ...
-
-        def __aiter__(self) -> Stream:
-            self.sent = 0
-            return self
-
-        async def __anext__(self) -> object:
-            if self.sent == 2:
-                raise StopAsyncIteration
-            self.sent += 1
-            return object()
-
-    monkeypatch.setattr(hot_wait, "get_events_subscriber", Stream)
+    stream = fake_stream([object(), object()], seen=seen)
+    monkeypatch.setattr(hot_wait, "get_events_subscriber", stream)
     run_id = uuid4()
     changes = StateChanges()
     await hot_wait._follow_run_events(run_id, changes)
@@ -152,6 +133,31 @@ async def _notify_after(changes: StateChanges, seconds: float) -> None:
     changes.notify()
 
 
+def fake_stream(events: list[object], *, seen: dict[str, Any] | None = None) -> type:
+    """Prefect's event subscriber, sending `events` then ending (records its filter in `seen`)."""
+
+    class Stream:
+        def __init__(self, *, filter: Any = None, **_: Any) -> None:
+            if seen is not None:
+                seen["filter"] = filter
+
+        async def __aenter__(self) -> Any:
+            return self
+
+        async def __aexit__(self, *_: object) -> None: ...
+
+        def __aiter__(self) -> Any:
+            self.left = list(events)
+            return self
+
+        async def __anext__(self) -> object:
+            if not self.left:
+                raise StopAsyncIteration
+            return self.left.pop(0)
+
+    return Stream
+
+
 async def test_the_replayed_start_of_the_run_does_not_wake_the_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -161,37 +167,14 @@ async def test_the_replayed_start_of_the_run_does_not_wake_the_wait(
     replayed = SimpleNamespace(occurred=paused_at - timedelta(seconds=2))
     resumed = SimpleNamespace(occurred=paused_at + timedelta(seconds=1))
 
-    def stream_of(events: list[object]) -> type:
-        class Stream:
-            def __init__(self, **_: Any) -> None: ...
-
-            async def __aenter__(self) -> Any:
-                return self
-
-            async def __aexit__(self, *_: object) -> None: ...
-
-            def __aiter__(self) -> Any:
-                self.left = list(events)
-                return self
-
-            async def __anext__(self) -> object:
-                if not self.left:
-                    raise StopAsyncIteration
-                return self.left.pop(0)
-
-        return Stream
-
-    for events, expected in (([replayed], False), ([replayed, resumed], True)):
-        monkeypatch.setattr(hot_wait, "get_events_subscriber", stream_of(events))
+    # The stream's end wakes the wait once (back to polling); only `resumed` adds a wake-up.
+    for events, wakes in (([replayed], 1), ([replayed, resumed], 2)):
+        monkeypatch.setattr(hot_wait, "get_events_subscriber", fake_stream(events))
         changes = StateChanges()
-        real_notify = changes.notify
         woken: list[bool] = []
-
-        def notify(woken: list[bool] = woken, real: Any = real_notify) -> None:
-            woken.append(True)
-            real()
-
-        changes.notify = notify  # type: ignore[method-assign]
+        notify = changes.notify
+        monkeypatch.setattr(
+            changes, "notify", lambda woken=woken, notify=notify: (woken.append(True), notify())
+        )
         await hot_wait._follow_run_events(uuid4(), changes, since=paused_at)
-        # The stream's end wakes the wait once (back to polling); only `resumed` adds one.
-        assert len(woken) == (2 if expected else 1)
+        assert len(woken) == wakes
