@@ -16,7 +16,9 @@ Hot waits are bounded by the Prefect global concurrency limit
 `open-connectors-hot-waits` (`OC_HOT_WAIT_LIMIT` slots when the flow creates it;
 change it in the Prefect UI under Concurrency): beyond it a run suspends at once,
 so any number of waiting authorizations holds at most that many processes. Slots
-are leases: a process that dies gives its slot back when the lease runs out.
+are leases: a run being cancelled gives its slot back as soon as its wait sees the
+cancel (the runner may kill the process before it ends); a process that dies gives
+its slot back when the lease runs out.
 
 The switch from hot to suspended goes through Prefect's orchestration, never around
 it: the run resumes itself with an empty answer (`POST /flow_runs/{id}/resume`),
@@ -27,6 +29,8 @@ moment: a callback arriving then waits for the suspension (the receiver's
 early-callback path) and is not lost. The server-side pause deadline is the hot
 window plus a grace period, so a process that dies while it waits hot leaves a run
 that expires soon after, rather than one that would be resumed with nobody to run it.
+The grace (5 minutes) outlasts Prefect's client retrying the switch's requests on a
+loaded server: a pause that expires first fails the run and turns its answer away.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ CANCEL_PATIENCE_SECONDS = 60.0
 # this many times, before it falls back to the poll interval.
 RECHECK_SECONDS = 0.05
 RECHECKS = 10
+# The requests between the window's end and the switch's outcome: the self-resume and the
+# read of the state it left.
+SWITCH_REQUESTS = 2
 # While the event stream is connected, reads of the state are only a backstop for a
 # lost event: a resume wakes the run through the stream at once.
 STREAM_BACKSTOP_SECONDS = 15.0
@@ -83,7 +90,10 @@ class HotWaitSettings(BaseSettings):
         limit: Hot waits at once, when the flow creates the concurrency limit.
         poll_seconds: How often a hot run reads its state while Prefect's event stream is
             unavailable (while it is connected, every `STREAM_BACKSTOP_SECONDS`).
-        grace_seconds: How long past the window the server keeps a hot pause alive.
+        grace_seconds: How long past the window the server keeps a hot pause alive: the
+            switch's requests must land within it, on a loaded server too (Prefect's client
+            retries a refused request for about a minute, `SWITCH_REQUESTS` of them), yet a
+            run whose serving machine died expires that soon after its window.
     """
 
     model_config = SettingsConfigDict(env_prefix="OC_HOT_WAIT_", extra="ignore")
@@ -91,7 +101,7 @@ class HotWaitSettings(BaseSettings):
     seconds: float = Field(default=180.0, ge=0, le=3600)
     limit: int = Field(default=4, ge=1, le=1000)
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    grace_seconds: float = Field(default=60.0, ge=10, le=3600)
+    grace_seconds: float = Field(default=300.0, ge=10, le=3600)
 
     @property
     def enabled(self) -> bool:
@@ -118,8 +128,8 @@ async def wait_hot(
             logger.info("The hot-wait limit %s has 0 slots: the run suspends now.", HOT_WAIT_LIMIT)
             return None
         lease_seconds = max(window + settings.grace_seconds, 60.0)
-        async with _hot_slot(client, lease_seconds) as taken:
-            if not taken:
+        async with _hot_slot(client, lease_seconds) as slot:
+            if slot is None:
                 logger.info(
                     "Every hot-wait slot (%s) is taken: the run suspends now.", HOT_WAIT_LIMIT
                 )
@@ -128,7 +138,9 @@ async def wait_hot(
                 "Waiting for the authorization in this process for %.0f s, then suspended.",
                 window,
             )
-            return await _pause_in_process(form, run=run, key=key, window=window, settings=settings)
+            return await _pause_in_process(
+                form, run=run, key=key, window=window, settings=settings, slot=slot
+            )
 
 
 async def stored_hot_answer(form: type[R], *, run: FlowRun, key: str) -> R:
@@ -145,9 +157,35 @@ def _hot_keyset(key: str) -> dict[str, str]:
     return keyset_from_paused_state(Paused(pause_key=key))
 
 
+class HotSlot:
+    """A hot-wait slot held under a lease, given back once: at the end of the wait, or
+    as soon as the run is being cancelled (its process may be killed before it ends).
+    """
+
+    def __init__(self, client: PrefectClient, lease_id: UUID) -> None:
+        self._client = client
+        self._lease_id = lease_id
+        self.released = False
+
+    async def release(self) -> None:
+        """Give the slot back (once; later calls do nothing). Never raises."""
+        if self.released:
+            return
+        self.released = True
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._client.release_concurrency_slots_with_lease(self._lease_id)
+            except Exception as exc:  # the lease runs out by itself
+                get_run_logger().warning(
+                    "Could not give the hot-wait slot back (%s); it frees itself when its "
+                    "lease runs out.",
+                    type(exc).__name__,
+                )
+
+
 @contextlib.asynccontextmanager
-async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterator[bool]:
-    """Take a hot-wait slot if one is free now (True), without waiting for one (False).
+async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterator[HotSlot | None]:
+    """Take a hot-wait slot if one is free now, without waiting for one (None).
 
     One request, answered by the server from the limit's state: a slow server delays the
     answer but never turns a free slot into "all taken", as a client-side acquisition
@@ -161,25 +199,23 @@ async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterato
     except PrefectHTTPStatusError as exc:
         if exc.response.status_code != status.HTTP_423_LOCKED:
             raise
-        yield False
+        yield None
         return
-    lease_id = UUID(response.json()["lease_id"])
+    slot = HotSlot(client, UUID(response.json()["lease_id"]))
     try:
-        yield True
+        yield slot
     finally:
-        with anyio.CancelScope(shield=True):
-            try:
-                await client.release_concurrency_slots_with_lease(lease_id)
-            except Exception as exc:  # the lease runs out by itself
-                get_run_logger().warning(
-                    "Could not give the hot-wait slot back (%s); it frees itself when its "
-                    "lease runs out.",
-                    type(exc).__name__,
-                )
+        await slot.release()
 
 
 async def _pause_in_process(
-    form: type[R], *, run: FlowRun, key: str, window: float, settings: HotWaitSettings
+    form: type[R],
+    *,
+    run: FlowRun,
+    key: str,
+    window: float,
+    settings: HotWaitSettings,
+    slot: HotSlot,
 ) -> R | None:
     proposed = Paused(
         timeout_seconds=int(window + settings.grace_seconds), reschedule=False, pause_key=key
@@ -199,7 +235,7 @@ async def _pause_in_process(
         async with _state_changes(run.id, since=state.timestamp) as changes:
             while (left := deadline - time.monotonic()) > 0:
                 current = await client.read_flow_run(run.id)
-                answered = await _answered(client, current)
+                answered = await _answered(client, current, slot=slot)
                 if answered:
                     return await form.aload(keyset, flow_run_id=run.id)
                 pause = next_read_in(
@@ -211,7 +247,7 @@ async def _pause_in_process(
         # Resume ourselves through orchestration: refused if somebody else was first.
         result = await client.resume_flow_run(run.id, run_input={})
         current = await client.read_flow_run(run.id)
-        if await _answered(client, current):
+        if await _answered(client, current, slot=slot):
             if result.status != SetStateStatus.ACCEPT:
                 # Somebody else resumed it first: that was the answer.
                 return await form.aload(keyset, flow_run_id=run.id)
@@ -327,17 +363,20 @@ async def _follow_run_events(
             changes.notify()
 
 
-async def _answered(client: PrefectClient, run: FlowRun) -> bool:
+async def _answered(client: PrefectClient, run: FlowRun, *, slot: HotSlot) -> bool:
     """Whether the hot pause is over (resumed); raise when the run ended instead.
 
     A cancel wins: while the run is Cancelling, nothing is proposed and this process
-    waits for the runner or worker to end it (as it ends any cancelled run).
+    waits for the runner or worker to end it (as it ends any cancelled run). The slot is
+    given back first: the process may be killed before its own cleanup runs.
 
     Raises:
         RunEndedWhileWaitingError: The run is cancelled, failed, crashed or completed.
     """
     state = run.state
     patience = time.monotonic() + CANCEL_PATIENCE_SECONDS
+    if state is not None and state.type is StateType.CANCELLING:
+        await slot.release()
     while state is not None and state.type is StateType.CANCELLING:
         if time.monotonic() > patience:
             raise RunEndedWhileWaitingError("The run is being cancelled.")

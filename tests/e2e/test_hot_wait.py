@@ -21,6 +21,7 @@ import pytest
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 
 from blocks import ConnectorInstance
@@ -37,6 +38,8 @@ pytestmark = pytest.mark.e2e
 WINDOW = 20.0
 SLOTS = 2
 ANSWER_WITHIN = 3.0
+# A cancelled hot run's slot is back within this (its lease would hold it 80 s).
+CANCELLED_SLOT_BACK_WITHIN = 10.0
 HOT = {
     "OC_HOT_WAIT_SECONDS": str(WINDOW),
     "OC_HOT_WAIT_LIMIT": str(SLOTS),
@@ -72,10 +75,13 @@ async def first_pause(client: PrefectClient, run_id: UUID) -> float:
 
 
 async def wait_for_free_hot_slots(client: PrefectClient, timeout: float = 120) -> None:
-    """Wait until no hot slot is held (a cancelled run's lease runs out by itself)."""
+    """Wait until no hot slot is held."""
     deadline = time.monotonic() + timeout
     while True:
-        limit = await client.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)
+        try:
+            limit = await client.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)
+        except ObjectNotFound:  # no run has waited hot yet: the first creates it
+            return
         if limit.active_slots == 0:
             return
         assert time.monotonic() < deadline, f"{limit.active_slots} hot slot(s) still held"
@@ -175,12 +181,15 @@ async def test_answers_landing_around_the_switch_are_never_lost(hot_stack: Local
 
 async def test_a_cancel_during_the_hot_wait_wins(hot_stack: LocalStack) -> None:
     async with get_client() as prefect:
+        await wait_for_free_hot_slots(prefect)
         run = await start_authorization("Cancelled hot ERP")
         waiting, _ = await wait_for_form(prefect, run.id)
         assert waiting.state is not None and waiting.state.name == "Paused"
         await prefect.set_flow_run_state(run.id, Cancelling(), force=True)
         final = await wait_for_final(prefect, run.id, timeout=60)
         assert final.state is not None and final.state.type == StateType.CANCELLED, final.state
+        # The slot came back with the cancel, not when its lease (80 s here) ran out.
+        await wait_for_free_hot_slots(prefect, timeout=CANCELLED_SLOT_BACK_WITHIN)
         await asyncio.sleep(WINDOW / 2)
         after = await prefect.read_flow_run(run.id)
         assert after.state is not None and after.state.type == StateType.CANCELLED

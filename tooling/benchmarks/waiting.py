@@ -78,7 +78,7 @@ RUN_TIMEOUT = 1800.0
 # waiting runs (their number follows the server's connection pool).
 DATABASE = "PostgreSQL"
 # How long a settled window waits for the runs waiting hot to suspend: the hot window
-# (180 s by default) and its grace.
+# (180 s by default) and a margin for the switch.
 SETTLE_TIMEOUT = 300.0
 # Looks at the runs twice a second: with hundreds of runs the latency benchmarks'
 # 50 ms would make the looking a large share of the server's work being measured.
