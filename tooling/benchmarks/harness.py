@@ -68,6 +68,8 @@ class Bench:
         minimal: The process serving the minimal floor, when asked.
         deployment_ids: Deployment ids by `flow/deployment` name.
         state_key: The state key both floors sign with (saved as the state key block).
+        keep_logs: Keep the stack's directory afterwards: a measurement saw failures, and
+            the logs there explain them.
     """
 
     stack: LocalStack
@@ -81,6 +83,7 @@ class Bench:
     deployment_ids: dict[str, UUID] = field(default_factory=dict)
     extra: list[ManagedProcess] = field(default_factory=list)
     state_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    keep_logs: bool = False
 
     def roots(self) -> list[int]:
         """Every process the benchmark started (their descendants are theirs too)."""
@@ -251,6 +254,7 @@ def bench_stack(
     """
     home = Path(tempfile.mkdtemp(prefix=f"oc-bench-{name}-"))
     ok = False
+    bench: Bench | None = None
     try:
         with local_stack(
             home,
@@ -274,7 +278,7 @@ def bench_stack(
             finally:
                 bench.stop()
     finally:
-        if keep or not ok:
+        if keep or not ok or (bench is not None and bench.keep_logs):
             print(f"Benchmark stack directory (logs): {home}", file=sys.stderr)
         else:
             shutil.rmtree(home, ignore_errors=True)

@@ -339,6 +339,8 @@ async def run_round(
         await tally_final_states(client, runs, result)
         await count_instances(http, bench, runs, result)
         result.database_locked = refusals_in_server_log(bench) - locked_before
+        # The server's and the runs' logs are what explains a failure: keep them.
+        bench.keep_logs = bench.keep_logs or bool(result.failures)
     return result
 
 
