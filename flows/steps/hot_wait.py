@@ -15,10 +15,11 @@ for every hot run, for minutes).
 Hot waits are bounded by the Prefect global concurrency limit
 `open-connectors-hot-waits` (`OC_HOT_WAIT_LIMIT` slots when the flow creates it;
 change it in the Prefect UI under Concurrency): beyond it a run suspends at once,
-so any number of waiting authorizations holds at most that many processes. Slots
-are leases: a run being cancelled gives its slot back as soon as its wait sees the
-cancel (the runner may kill the process before it ends); a process that dies gives
-its slot back when the lease runs out.
+so any number of waiting authorizations holds at most that many processes (plus, for
+a moment, a cancelled one). Slots are leases: a run being cancelled gives its slot
+back as soon as its wait sees the cancel (the runner may kill the process before it
+ends; until then K + 1 processes may wait hot); a process that dies gives its slot
+back when the lease runs out.
 
 The switch from hot to suspended goes through Prefect's orchestration, never around
 it: the run resumes itself with an empty answer (`POST /flow_runs/{id}/resume`),
@@ -28,9 +29,11 @@ respected. Between the self-resume and the suspension the run is Running for a
 moment: a callback arriving then waits for the suspension (the receiver's
 early-callback path) and is not lost. The server-side pause deadline is the hot
 window plus a grace period, so a process that dies while it waits hot leaves a run
-that expires soon after, rather than one that would be resumed with nobody to run it.
-The grace (5 minutes) outlasts Prefect's client retrying the switch's requests on a
-loaded server: a pause that expires first fails the run and turns its answer away.
+that expires within the grace, rather than one that would be resumed with nobody to run
+it. The grace (5 minutes) outlasts the waits of Prefect's client retrying the switch's
+requests on a loaded server: a pause that expires first fails a live run and turns its
+answer away. The price: when a whole serving machine dies, an answer that comes within
+the window and the grace resumes a run nobody runs any more (it stays Running).
 """
 
 from __future__ import annotations
@@ -71,9 +74,9 @@ CANCEL_PATIENCE_SECONDS = 60.0
 # this many times, before it falls back to the poll interval.
 RECHECK_SECONDS = 0.05
 RECHECKS = 10
-# The requests between the window's end and the switch's outcome: the self-resume and the
-# read of the state it left.
-SWITCH_REQUESTS = 2
+# The requests that may follow the window's end before the switch's outcome: a read of
+# the state begun just before it, the self-resume, and the read of the state it left.
+SWITCH_REQUESTS = 3
 # While the event stream is connected, reads of the state are only a backstop for a
 # lost event: a resume wakes the run through the stream at once.
 STREAM_BACKSTOP_SECONDS = 15.0
@@ -92,8 +95,9 @@ class HotWaitSettings(BaseSettings):
             unavailable (while it is connected, every `STREAM_BACKSTOP_SECONDS`).
         grace_seconds: How long past the window the server keeps a hot pause alive: the
             switch's requests must land within it, on a loaded server too (Prefect's client
-            retries a refused request for about a minute, `SWITCH_REQUESTS` of them), yet a
-            run whose serving machine died expires that soon after its window.
+            waits about a minute in all between its retries of a refused request, and up to
+            `SWITCH_REQUESTS` of them follow the window's end), yet a run whose serving
+            machine died expires that soon after its window.
     """
 
     model_config = SettingsConfigDict(env_prefix="OC_HOT_WAIT_", extra="ignore")
@@ -168,14 +172,23 @@ class HotSlot:
         self.released = False
 
     async def release(self) -> None:
-        """Give the slot back (once; later calls do nothing). Never raises."""
+        """Give the slot back (once; later calls do nothing).
+
+        A failed request is logged, not raised (the lease runs out by itself). An
+        interruption (a signal, a cancel from outside anyio) is raised and leaves the
+        slot to a later call.
+        """
         if self.released:
             return
         self.released = True
         with anyio.CancelScope(shield=True):
             try:
                 await self._client.release_concurrency_slots_with_lease(self._lease_id)
-            except Exception as exc:  # the lease runs out by itself
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # The slot's own cleanup (`_hot_slot`) tries again.
+                    self.released = False
+                    raise
                 get_run_logger().warning(
                     "Could not give the hot-wait slot back (%s); it frees itself when its "
                     "lease runs out.",

@@ -44,6 +44,9 @@ HOT = {
     "OC_HOT_WAIT_SECONDS": str(WINDOW),
     "OC_HOT_WAIT_LIMIT": str(SLOTS),
     "OC_HOT_WAIT_POLL_SECONDS": "60",
+    # A pause and a slot's lease of window + 60 s, so a leaked slot frees itself within
+    # `wait_for_free_hot_slots`'s patience.
+    "OC_HOT_WAIT_GRACE_SECONDS": "60",
     "OC_CALLBACK_ANSWER_WITHIN_SECONDS": str(ANSWER_WITHIN),
 }
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, PREFECT_CLIENT_RETRY_JITTER_FACTOR
 
 from flows.steps import hot_wait
 from flows.steps.hot_wait import HOT_WAIT_LIMIT, SWITCH_REQUESTS, HotSlot, HotWaitSettings
@@ -83,6 +83,26 @@ async def test_a_slot_is_given_back_once() -> None:
     assert prefect.calls == [f"release {prefect.lease_id}"]
 
 
+async def test_an_interrupted_give_back_is_tried_again_by_the_next_call() -> None:
+    class Interrupted(BaseException):  # as Prefect's TerminationSignal on SIGTERM
+        pass
+
+    prefect = FakePrefect()
+    original = prefect.release_concurrency_slots_with_lease
+
+    async def interrupted_once(lease_id: UUID) -> None:
+        prefect.release_concurrency_slots_with_lease = original  # type: ignore[method-assign]
+        raise Interrupted
+
+    prefect.release_concurrency_slots_with_lease = interrupted_once  # type: ignore[method-assign]
+    slot = HotSlot(prefect, prefect.lease_id)  # type: ignore[arg-type]
+    with pytest.raises(Interrupted):
+        await slot.release()
+    assert not slot.released
+    await slot.release()
+    assert slot.released and prefect.calls == [f"release {prefect.lease_id}"]
+
+
 async def test_a_failed_give_back_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     prefect = FakePrefect()
     prefect.fail_release = True
@@ -113,7 +133,8 @@ async def test_a_run_not_being_cancelled_keeps_its_slot(state: StateType) -> Non
 def test_the_pause_outlives_prefects_retries_of_the_switch() -> None:
     # At the window's end the run resumes itself and reads its state; on a loaded server
     # (SQLite locked by a burst of answers) Prefect's client retries each refused request,
-    # waiting 2, 4, 8... s. A pause that expires meanwhile fails the run (seen with a 60 s
-    # grace and 200 answers at once): its answer is turned away.
+    # waiting 2, 4, 8... s plus jitter. A pause that expires meanwhile fails the run (seen
+    # with a 60 s grace and 200 answers at once): its answer is turned away.
     backoff = sum(2**attempt for attempt in range(1, PREFECT_CLIENT_MAX_RETRIES.value() + 1))
-    assert HotWaitSettings().grace_seconds >= SWITCH_REQUESTS * backoff
+    with_jitter = backoff * (1 + PREFECT_CLIENT_RETRY_JITTER_FACTOR.value())
+    assert HotWaitSettings().grace_seconds >= SWITCH_REQUESTS * with_jitter

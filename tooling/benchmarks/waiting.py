@@ -77,9 +77,9 @@ RUN_TIMEOUT = 1800.0
 # SQLite the database lives in the server's process), its processes are not held by
 # waiting runs (their number follows the server's connection pool).
 DATABASE = "PostgreSQL"
-# How long a settled window waits for the runs waiting hot to suspend: the hot window
-# (180 s by default) and a margin for the switch.
-SETTLE_TIMEOUT = 300.0
+# How long a settled window waits for the runs waiting hot to suspend: the hot window and
+# the grace the server gives their switch (180 + 300 s by default).
+SETTLE_TIMEOUT = HotWaitSettings().seconds + HotWaitSettings().grace_seconds
 # Looks at the runs twice a second: with hundreds of runs the latency benchmarks'
 # 50 ms would make the looking a large share of the server's work being measured.
 LOOK_SECONDS = 0.5
@@ -340,7 +340,7 @@ async def run_round(
         await count_instances(http, bench, runs, result)
         result.database_locked = refusals_in_server_log(bench) - locked_before
         # The server's and the runs' logs are what explains a failure: keep them.
-        bench.keep_logs = bench.keep_logs or bool(result.failures)
+        bench.keep_logs = bench.keep_logs or bool(result.failures) or result.completed < count
     return result
 
 
