@@ -104,6 +104,7 @@ def shared_tls_context() -> ssl.SSLContext:
 
 @functools.cache
 def _tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    # The arguments are the cache key only: httpx reads the same variables itself.
     return shareable(httpx.create_ssl_context())
 
 

@@ -184,16 +184,15 @@ class HotSlot:
         with anyio.CancelScope(shield=True):
             try:
                 await self._client.release_concurrency_slots_with_lease(self._lease_id)
-            except BaseException as exc:
-                if not isinstance(exc, Exception):
-                    # The slot's own cleanup (`_hot_slot`) tries again.
-                    self.released = False
-                    raise
+            except Exception as exc:
                 get_run_logger().warning(
                     "Could not give the hot-wait slot back (%s); it frees itself when its "
                     "lease runs out.",
                     type(exc).__name__,
                 )
+            except BaseException:
+                self.released = False  # the slot's own cleanup (`_hot_slot`) tries again
+                raise
 
 
 @contextlib.asynccontextmanager
