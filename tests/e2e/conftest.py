@@ -102,6 +102,17 @@ async def start_authorization(instance_name: str, **parameters: Any) -> FlowRun:
     return await arun_deployment(DEPLOYMENT, parameters=values, timeout=0, as_subflow=False)
 
 
+async def start_authorizations(names: list[str]) -> list[FlowRun]:
+    """Start one authorization per name, one after another, as people clicking Run do.
+
+    Not all at once: on SQLite, twenty run creations in flight together (each reads the
+    deployment, then writes) keep failing one another's write with "database is locked",
+    and Prefect's client gives up on one after its fifth retry. The runs still wait and
+    are answered together; only their creation is serial.
+    """
+    return [await start_authorization(name) for name in names]
+
+
 async def consent_redirect(
     client: PrefectClient, run: FlowRun, decision: str = "approve", *, timeout: float = 90
 ) -> str:

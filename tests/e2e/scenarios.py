@@ -17,7 +17,13 @@ import httpx
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 
-from tests.e2e.conftest import SandboxAdmin, consent_redirect, run_tag, start_authorization
+from tests.e2e.conftest import (
+    SandboxAdmin,
+    consent_redirect,
+    run_tag,
+    start_authorization,
+    start_authorizations,
+)
 from tooling.devstack.consent import deliver
 from tooling.devstack.runs import resume_with_answer, wait_for_final, wait_for_form
 from tooling.devstack.stack import LocalStack
@@ -102,7 +108,7 @@ async def concurrent_answers(
     """
     count = len(names)
     started = time.monotonic()
-    runs = await asyncio.gather(*(start_authorization(name) for name in names))
+    runs = await start_authorizations(names)
     # Everyone opens their own link (the runs are all suspended at this point).
     redirects = await asyncio.gather(
         *(consent_redirect(client, run, timeout=timeout) for run in runs)
@@ -144,7 +150,7 @@ async def answers_after_a_server_restart(stack: LocalStack, names: list[str]) ->
     """
     async with get_client() as client:
         assert str(client.api_url).rstrip("/") == stack.prefect.api_url
-        runs = await asyncio.gather(*(start_authorization(name) for name in names))
+        runs = await start_authorizations(names)
         redirects = await asyncio.gather(*(consent_redirect(client, run) for run in runs))
     stack.restart_prefect_server()
     async with (

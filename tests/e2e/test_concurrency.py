@@ -1,4 +1,4 @@
-"""Fifty authorizations waiting at once, answered in random order through the callback receiver."""
+"""Twenty authorizations waiting at once, answered in random order through the callback receiver."""
 
 from __future__ import annotations
 
