@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
+from types import SimpleNamespace
 from uuid import uuid4
 
 import pytest
@@ -13,6 +15,7 @@ from tooling.benchmarks.minimal_flow import minimal_state
 from tooling.benchmarks.report import (
     Row,
     Section,
+    fmt_cpu,
     fmt_mib,
     fmt_ratio,
     fmt_seconds,
@@ -69,6 +72,35 @@ def test_formatters() -> None:
     assert fmt_seconds(None) == "—"
     assert fmt_ratio(1.234) == "1.23x"
     assert fmt_mib(3 * 1024 * 1024) == "3.0 MiB"
+    assert (fmt_cpu(1.234), fmt_cpu(None)) == ("1.23 CPU-s", "—")
+
+
+def test_ours_is_served_without_the_fork_server_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from deployments.fork_server import SETTING
+    from tooling.benchmarks import harness
+
+    started: list[dict[str, str]] = []
+
+    class Started:
+        pid = 0
+
+        def stop(self) -> None:
+            pass
+
+    def start(stack: object, module: str, deployments: object, env: dict[str, str], **_: object):
+        started.append(env)
+        return Started()
+
+    monkeypatch.setattr(harness, "_start_serving", start)
+    stack = SimpleNamespace(env={"A": "1"}, home=tmp_path)
+    bench = harness.Bench(stack=stack, poll_frequency=2)  # type: ignore[arg-type]
+    bench.serve_ours()
+    bench.fork_server = False
+    bench.serve_ours()
+    assert SETTING not in started[0] and started[1][SETTING] == "0"
+    assert started[1]["A"] == "1" and started[1]["PREFECT_RUNNER_POLL_FREQUENCY"] == "2"
 
 
 def test_minimal_floor_derives_the_same_state_as_the_project() -> None:
@@ -104,6 +136,15 @@ def test_the_hot_path_rows_compare_with_the_suspended_floor_and_path() -> None:
     assert (hot.ours, hot.ratio) == ("0.80 s", "0.20x") and hot.target.endswith("✓")
     cpu = rows["CPU per authorization, hot path"]
     assert (cpu.ratio, cpu.target) == ("0.50x", "≤ 0.6x ✓")
+    # Without a measurement with the fork server off, no row says anything of it.
+    assert not any("new interpreter" in figure for figure in rows)
+    result.new_interpreter_cpu = {"ours": [40.0, 30.0, 20.0], "hot": [21.0]}
+    rows = {row.figure: row for row in section(result).rows}
+    new = rows["CPU per authorization, hot path, a new interpreter per run"]
+    assert (new.ours, new.ratio, new.n) == ("21.00 CPU-s", "0.70x", "1")
+    assert new.floor.endswith("30.00 CPU-s") and new.target.startswith("≤ 0.6x ✗")
+    saved = rows["CPU per authorization, suspended path, forked"]
+    assert (saved.ours, saved.ratio, saved.n) == ("10.00 CPU-s", "0.33x", "3")
     slow = LatencyResult(
         poll_frequency=2, ours=[run("ours", 4.0)], hot=[run("hot", 1.1)], minimal=[run("m", 4.0)]
     )

@@ -27,6 +27,7 @@ from prefect.client.orchestration import PrefectClient
 from pydantic import SecretStr
 
 from blocks import DEFAULT_STATE_KEY_BLOCK, StateSigningKey
+from deployments.fork_server import SETTING as FORK_SERVER_SETTING
 from deployments.serve import DEFAULT_POLL_SECONDS
 from flows.steps.names import AUTHENTICATE_DEPLOYMENT, AUTHENTICATE_FLOW, full_name
 from tooling.benchmarks.deadline import Deadline
@@ -70,6 +71,8 @@ class Bench:
         state_key: The state key both floors sign with (saved as the state key block).
         keep_logs: Keep the stack's directory afterwards: a measurement saw failures, and
             the logs there explain them.
+        fork_server: Ours forks each run from the fork server (the product's default); off,
+            each run's process is a new interpreter, as Prefect starts runs.
     """
 
     stack: LocalStack
@@ -84,6 +87,7 @@ class Bench:
     extra: list[ManagedProcess] = field(default_factory=list)
     state_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     keep_logs: bool = False
+    fork_server: bool = True
 
     def roots(self) -> list[int]:
         """Every process the benchmark started (their descendants are theirs too)."""
@@ -129,13 +133,16 @@ class Bench:
         if variant == "baseline" and cwd is None:
             raise ValueError("No baseline directory was given.")
         self.ours = None
+        env = self._env()
+        if not self.fork_server:
+            env[FORK_SERVER_SETTING] = "0"
         for number in range(max(self.servers, 1)):
             # Kept as soon as it runs: if a later one fails to start, `stop` ends this one.
             process = _start_serving(
                 self.stack,
                 "deployments.serve",
                 SERVED_DEPLOYMENTS,
-                self._env(),
+                env,
                 name=f"serve-ours-{variant}" + (f"-{number + 1}" if number else ""),
                 cwd=cwd,
             )
@@ -151,6 +158,13 @@ class Bench:
         """Make `variant` the copy serving ours (serving again re-creates the export trigger)."""
         if self.ours_variant != variant or self.ours is None:
             self.serve_ours(variant)
+            await pause_export_trigger(client)
+
+    async def use_fork_server(self, on: bool, client: PrefectClient) -> None:
+        """Serve ours again with the fork server on or off (see `fork_server`)."""
+        if self.fork_server != on:
+            self.fork_server = on
+            self.serve_ours(self.ours_variant)
             await pause_export_trigger(client)
 
     def serve_minimal(self) -> ManagedProcess:

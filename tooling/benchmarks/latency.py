@@ -18,6 +18,9 @@ authorization yields one figure of each kind, so both are measured here.
 CPU per authorization is measured on authorizations of their own, one after each
 timed one, during which the benchmark looks at the run once a second instead of
 every 50 ms (its own looks would otherwise cost the server more than the run does).
+Then the serving process starts again with the fork server off (`OC_FORK_SERVER=0`),
+and both paths' CPU is measured once more with a new interpreter per run process, as
+Prefect's runner and process workers start runs.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from tooling.benchmarks.harness import DEFAULT_POLL_FREQUENCY, Bench, run_alone
 from tooling.benchmarks.report import (
     Row,
     Section,
+    fmt_cpu,
     fmt_ratio,
     fmt_seconds,
     median,
@@ -96,6 +100,8 @@ class LatencyResult:
         bare_link: Seconds of the bare `oauth/url` calls.
         bare_instance: Seconds of the bare `POST /instances` calls.
         phases: Per kind and phase, the seconds of each repetition.
+        cpu: CPU-seconds per authorization, by kind.
+        new_interpreter_cpu: The same for `ours` and `hot` with the fork server off.
         failures: What went wrong, if anything.
     """
 
@@ -107,6 +113,7 @@ class LatencyResult:
     bare_instance: list[float] = field(default_factory=list)
     phases: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
+    new_interpreter_cpu: dict[str, list[float]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     complete: bool = True
 
@@ -235,11 +242,13 @@ async def measure(
     deadline: Deadline,
     hot: bool = True,
     cpu: bool = True,
+    new_interpreters: bool = True,
 ) -> LatencyResult:
     """Interleave ours (suspended, and hot unless `hot` is False) and the floors `reps` times.
 
     With `cpu`, each timed authorization is followed by one of the same kind whose CPU
-    is measured (see `authorize_once`).
+    is measured (see `authorize_once`); with `new_interpreters` too (and `hot`), both
+    paths' CPU is measured `reps` times more with the fork server off.
     """
     result = LatencyResult(poll_frequency=bench.poll_frequency)
     bare = BareSandbox.of(bench)
@@ -290,12 +299,61 @@ async def measure(
                             result.runs(kind).append(auth)
                 result.bare_link.append(await bare.time_oauth_url())
                 result.bare_instance.append(await bare.time_create_instance())
+            if cpu and hot and new_interpreters:
+                await _measure_new_interpreters(
+                    client,
+                    http,
+                    bench,
+                    reps=reps,
+                    think_seconds=think_seconds,
+                    deadline=deadline,
+                    result=result,
+                )
         except DeadlineReached as exc:
             result.failures.append(str(exc))
             result.complete = False
         finally:
             await set_hot_slots(client, HOT_SLOTS)
+            await bench.use_fork_server(True, client)
     return result
+
+
+async def _measure_new_interpreters(
+    client: PrefectClient,
+    http: httpx.AsyncClient,
+    bench: Bench,
+    *,
+    reps: int,
+    think_seconds: float,
+    deadline: Deadline,
+    result: LatencyResult,
+) -> None:
+    """Both paths' CPU per authorization with a new interpreter per run process.
+
+    Ours is served again with the fork server off (`OC_FORK_SERVER=0`): each run's
+    process then costs what Prefect's own process start costs, as with Prefect's runner
+    or a process worker, so the suspended path pays for two and the hot path for one.
+    The first round warms the new serving process up and is not counted.
+    """
+    await bench.use_fork_server(False, client)
+    counted = LatencyResult(bench.poll_frequency, cpu=result.new_interpreter_cpu)
+    kinds = ["ours", "hot"]
+    for rep in range(reps + 1):
+        deadline.check("CPU repetitions with a new interpreter per run")
+        for kind in kinds if rep % 2 else kinds[::-1]:
+            await deadline.run(
+                authorize_once(
+                    client,
+                    http,
+                    bench,
+                    start_ours,
+                    think_seconds=think_seconds,
+                    result=counted if rep else LatencyResult(0),
+                    kind=kind,
+                    cpu=True,
+                ),
+                f"{kind} authorization, new interpreters (CPU)",
+            )
 
 
 def section(result: LatencyResult, *, title: str = "Latency") -> Section:
@@ -360,6 +418,16 @@ def section(result: LatencyResult, *, title: str = "Latency") -> Section:
         "Measured on authorizations of their own, after each timed one, during which the "
         f"benchmark looks at the run every {CPU_LOOK_SECONDS:g} s instead of every 50 ms "
         "(looks that often would cost the server more than the run's own requests).",
+        *(
+            [
+                "A new interpreter per run: the same CPU measurement with ours served again "
+                "with the fork server off (`OC_FORK_SERVER=0`), so that each run's process "
+                "starts as Prefect's runner and process workers start it; after one "
+                "uncounted warm-up of each path."
+            ]
+            if result.new_interpreter_cpu
+            else []
+        ),
         *result.failures,
     ]
     return Section(
@@ -415,19 +483,50 @@ def _hot_rows(result: LatencyResult) -> list[Row]:
         ),
         Row(
             figure="CPU per authorization, hot path",
-            ours=f"{hot_cpu:.2f} CPU-s" if hot_cpu is not None else "—",
-            floor=f"ours suspended {suspended_cpu:.2f} CPU-s" if suspended_cpu is not None else "—",
+            ours=fmt_cpu(hot_cpu),
+            floor=f"ours suspended {fmt_cpu(suspended_cpu)}",
             ratio=fmt_ratio(cpu_ratio),
             target=f"≤ {HOT_CPU_RATIO_TARGET}x {verdict(cpu_ratio, HOT_CPU_RATIO_TARGET)}",
             n=str(len(result.cpu.get("hot", []))),
         ),
         Row(
             figure="CPU per authorization, suspended path",
-            ours=f"{suspended_cpu:.2f} CPU-s" if suspended_cpu is not None else "—",
-            floor=f"minimal flow {minimal_cpu:.2f} CPU-s" if minimal_cpu is not None else "—",
+            ours=fmt_cpu(suspended_cpu),
+            floor=f"minimal flow {fmt_cpu(minimal_cpu)}",
             ratio=fmt_ratio(ratio(suspended_cpu, minimal_cpu)),
             target="(Prefect's floor)",
             n=str(len(result.cpu.get("ours", []))),
+        ),
+        *_new_interpreter_rows(result, suspended_cpu),
+    ]
+
+
+def _new_interpreter_rows(result: LatencyResult, forked_suspended: float | None) -> list[Row]:
+    """Both paths' CPU with a new interpreter per run, and what the fork server saves."""
+    measured = result.new_interpreter_cpu
+    if not measured:
+        return []
+    hot, suspended = median(measured.get("hot", [])), median(measured.get("ours", []))
+    cpu_ratio = ratio(hot, suspended)
+    return [
+        Row(
+            figure="CPU per authorization, hot path, a new interpreter per run",
+            ours=fmt_cpu(hot),
+            floor=f"ours suspended, a new interpreter per run {fmt_cpu(suspended)}",
+            ratio=fmt_ratio(cpu_ratio),
+            target=(
+                f"≤ {HOT_CPU_RATIO_TARGET}x {verdict(cpu_ratio, HOT_CPU_RATIO_TARGET)} "
+                "(`OC_FORK_SERVER=0`)"
+            ),
+            n=str(len(measured.get("hot", []))),
+        ),
+        Row(
+            figure="CPU per authorization, suspended path, forked",
+            ours=fmt_cpu(forked_suspended),
+            floor=f"a new interpreter per run {fmt_cpu(suspended)}",
+            ratio=fmt_ratio(ratio(forked_suspended, suspended)),
+            target="(what the fork server saves)",
+            n=str(len(measured.get("ours", []))),
         ),
     ]
 
@@ -439,6 +538,7 @@ def _as_data(result: LatencyResult) -> dict[str, Any]:
         "hot": [asdict(run) | {"run_id": str(run.run_id)} for run in result.hot],
         "minimal": [asdict(run) | {"run_id": str(run.run_id)} for run in result.minimal],
         "cpu": result.cpu,
+        "new_interpreter_cpu": result.new_interpreter_cpu,
         "bare_link": result.bare_link,
         "bare_instance": result.bare_instance,
         "phases": result.phases,

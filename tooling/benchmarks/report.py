@@ -38,6 +38,11 @@ def fmt_ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}x"
 
 
+def fmt_cpu(value: float | None) -> str:
+    """`1.23 CPU-s` or `—`."""
+    return "—" if value is None else f"{value:.2f} CPU-s"
+
+
 def fmt_mib(value: float | None) -> str:
     """Bytes as `123.4 MiB`, or `—`."""
     return "—" if value is None else f"{value / MIB:.1f} MiB"
