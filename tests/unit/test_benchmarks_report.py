@@ -89,17 +89,20 @@ def test_ours_is_served_without_the_fork_server_when_asked(
         def stop(self) -> None:
             pass
 
-    def start(stack: object, module: str, deployments: object, env: dict[str, str], **_: object):
+    def start(
+        stack: object, module: str, deployments: object, env: dict[str, str], **_: object
+    ) -> Started:
         started.append(env)
         return Started()
 
     monkeypatch.setattr(harness, "_start_serving", start)
-    stack = SimpleNamespace(env={"A": "1"}, home=tmp_path)
+    # The caller's environment turning it off does not turn off the measured default.
+    stack = SimpleNamespace(env={"A": "1", SETTING: "0"}, home=tmp_path)
     bench = harness.Bench(stack=stack, poll_frequency=2)  # type: ignore[arg-type]
     bench.serve_ours()
     bench.fork_server = False
     bench.serve_ours()
-    assert SETTING not in started[0] and started[1][SETTING] == "0"
+    assert (started[0][SETTING], started[1][SETTING]) == ("1", "0")
     assert started[1]["A"] == "1" and started[1]["PREFECT_RUNNER_POLL_FREQUENCY"] == "2"
 
 

@@ -133,9 +133,8 @@ class Bench:
         if variant == "baseline" and cwd is None:
             raise ValueError("No baseline directory was given.")
         self.ours = None
-        env = self._env()
-        if not self.fork_server:
-            env[FORK_SERVER_SETTING] = "0"
+        # Set either way: a fork server turned off in the caller's environment is not ours.
+        env = self._env() | {FORK_SERVER_SETTING: "1" if self.fork_server else "0"}
         for number in range(max(self.servers, 1)):
             # Kept as soon as it runs: if a later one fails to start, `stop` ends this one.
             process = _start_serving(
