@@ -1,10 +1,11 @@
 """Search everything the end-to-end runs left behind for every secret they used.
 
-Each stack is recorded before it stops: its home (Prefect database, results
-storage, process logs) and the secrets it saw (platform secrets, OAuth client
-secret, the Secret block's value, every instance token and every authorization code
-the sandbox issued). The audit runs last in the session and names each place where
-a secret was found.
+Each stack is recorded before it stops: its home (Prefect database, results storage,
+process logs; on PostgreSQL, a dump of the database that the stack writes when it
+stops, since the cluster is deleted with it) and the secrets it saw (platform secrets,
+OAuth client secret, the Secret block's value, every instance token and every
+authorization code the sandbox issued). The audit runs last in the session and names
+each place where a secret was found.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import httpx
 from tooling.devstack.stack import LocalStack
 
 _BASE64_BLOB = re.compile(rb"[A-Za-z0-9+/=_-]{24,}")
+# Where a recorded PostgreSQL stack dumps its database when it stops, in the stack's home.
+# Searched as text: COPY escapes only backslashes and control characters, never in a secret.
+POSTGRESQL_DUMP = Path("postgresql-dump") / "prefect.sql"
 
 
 @dataclass
@@ -38,7 +42,10 @@ class LeakAudit:
     stacks: list[AuditedStack] = field(default_factory=list)
 
     async def record(self, stack: LocalStack) -> None:
-        """Remember a stack's home and every secret it used (call it before the stack stops)."""
+        """Remember a stack's home and every secret it used (call it before the stack stops).
+
+        A stack on PostgreSQL is told to dump its database into its home when it stops.
+        """
         config = stack.sandbox.config
         secrets = {config.user_secret, config.organization_secret}
         secrets.update(app.client_secret for app in config.oauth_apps)
@@ -49,6 +56,8 @@ class LeakAudit:
                 item["token"] for item in (await admin.get("/_sandbox/instances")).json()
             )
             secrets.update(item["code"] for item in (await admin.get("/_sandbox/codes")).json())
+        if stack.postgresql is not None:
+            stack.dump_database_to = stack.home / POSTGRESQL_DUMP
         self.stacks.append(AuditedStack(stack.home, {value for value in secrets if value}))
 
     def findings(self) -> list[str]:
@@ -57,7 +66,7 @@ class LeakAudit:
         for audited in self.stacks:
             needles = sorted(audited.secrets)
             found += database_findings(audited.home / "prefect.db", needles)
-            for directory in ("storage", "logs"):
+            for directory in ("storage", "logs", POSTGRESQL_DUMP.parent):
                 found += file_findings(audited.home / directory, needles)
         return found
 
@@ -79,6 +88,22 @@ def database_findings(database: Path, needles: list[str]) -> list[str]:
                         if needle in value:
                             found.append(f"{database.name}: {table}.{column}: {needle[:4]}…")
     return sorted(set(found))
+
+
+def dumped_rows(dump: Path, table: str) -> int:
+    """How many rows of `table` a `pg_dump` plain-SQL file holds (0 when it is missing)."""
+    if not dump.exists():
+        return 0
+    rows, inside = 0, False
+    with dump.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if line.startswith(f"COPY public.{table} "):
+                inside = True
+            elif inside and line.rstrip("\n") == "\\.":
+                return rows
+            elif inside:
+                rows += 1
+    return rows
 
 
 def file_findings(root: Path, needles: list[str]) -> list[str]:

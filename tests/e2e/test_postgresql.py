@@ -21,6 +21,7 @@ from tests.e2e.conftest import (
     authorize_through_deployment,
     run_tag,
 )
+from tests.e2e.leak_audit import LeakAudit
 from tests.e2e.scenarios import (
     answers_after_a_server_restart,
     concurrent_answers,
@@ -34,7 +35,9 @@ CONCURRENT = 5
 
 
 @pytest.fixture(scope="module")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalStack]:
+async def stack(
+    tmp_path_factory: pytest.TempPathFactory, leak_audit: LeakAudit
+) -> AsyncIterator[LocalStack]:
     """This module's stack on PostgreSQL, blocks saved (it stands in for the session's stack)."""
     home = tmp_path_factory.mktemp("postgresql-stack")
     with local_stack(
@@ -42,6 +45,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Local
     ) as running:
         await running.save_sandbox_blocks()
         yield running
+        # The secrets it used, now that every run is done; it dumps its database as it stops.
+        await leak_audit.record(running)
     # Stopped: the cluster and its directory are gone.
     assert running.postgresql is not None and not running.postgresql.root.exists()
 

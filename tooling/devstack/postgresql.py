@@ -35,6 +35,7 @@ DATABASE = "prefect"
 ROLE = "prefect"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30
+DUMP_TIMEOUT = 120
 
 
 def postgresql_bin() -> Path:
@@ -124,6 +125,41 @@ class PostgreSQLCluster:
     def connection_url(self) -> str:
         """The SQLAlchemy address for `PREFECT_API_DATABASE_CONNECTION_URL` (holds the password)."""
         return f"postgresql+asyncpg://{ROLE}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def dump(self, path: Path) -> Path:
+        """Write the Prefect database's rows to `path` as plain SQL (`pg_dump --data-only`).
+
+        For audits that read the database after the cluster is gone (it is deleted on
+        stop). Runs as the caller, over TCP with the cluster's password, bounded in time;
+        its messages go to `pg_dump.log` beside `path`.
+
+        Raises:
+            StackError: The cluster is not running, or `pg_dump` failed or timed out.
+        """
+        if not self.process.is_running():
+            raise StackError(f"No dump to {path}: the PostgreSQL cluster is not running.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = path.parent / "pg_dump.log"
+        argv = [str(self.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port)]
+        argv += ["-U", ROLE, "--data-only", f"--file={path}", DATABASE]
+        with log.open("ab") as output:
+            try:
+                result = subprocess.run(  # noqa: S603 - argv built here
+                    argv,
+                    env=_client_env(self),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    timeout=DUMP_TIMEOUT,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as error:
+                raise StackError(
+                    f"pg_dump did not finish in {DUMP_TIMEOUT} s; see {log}."
+                ) from error
+        if result.returncode != 0:
+            raise StackError(f"pg_dump failed (code {result.returncode}):\n{_tail(log)}")
+        return path
 
     def stop(self) -> None:
         """Stop the cluster (fast shutdown, bounded in time) and delete its directory."""
@@ -254,8 +290,13 @@ def _initdb(bin_dir: Path, user: str | None, root: Path, password_file: Path, lo
             check=False,
         )
     if result.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-        raise StackError(f"initdb failed (code {result.returncode}). Its log ({log}):\n{tail}")
+        raise StackError(f"initdb failed (code {result.returncode}):\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    """The last lines of a tool's log, under a line naming the log."""
+    last = log.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join([f"The end of its log ({log}):", *last])
 
 
 def _ready(cluster: PostgreSQLCluster) -> bool:

@@ -59,6 +59,8 @@ class LocalStack:
         serving: The serving processes started so far.
         workers: The `prefect worker` processes started so far.
         postgresql: The PostgreSQL cluster under the Prefect server; None on SQLite.
+        dump_database_to: Where `stop` writes the PostgreSQL database's rows before the
+            cluster is deleted (for audits); None: no dump.
     """
 
     home: Path
@@ -70,6 +72,7 @@ class LocalStack:
     workers: list[ManagedProcess] = field(default_factory=list)
     postgresql: PostgreSQLCluster | None = None
     encrypted_key_value: str | None = field(default=None, repr=False)
+    dump_database_to: Path | None = None
 
     @property
     def callback_url(self) -> str:
@@ -120,7 +123,14 @@ class LocalStack:
         return self.prefect
 
     def stop(self) -> None:
-        """Stop every process, the last started first; delete the PostgreSQL cluster."""
+        """Stop every process, the last started first; delete the PostgreSQL cluster.
+
+        With `dump_database_to`, the PostgreSQL database is dumped once the Prefect server
+        has stopped (so the dump holds all that any process wrote), then the cluster goes.
+
+        Raises:
+            StackError: The dump failed (everything is stopped all the same).
+        """
         for process in reversed([*self.serving, *self.workers]):
             process.stop()
         if self.receiver is not None:
@@ -128,7 +138,11 @@ class LocalStack:
         self.sandbox.stop()
         self.prefect.stop()
         if self.postgresql is not None:
-            self.postgresql.stop()
+            try:
+                if self.dump_database_to is not None:
+                    self.postgresql.dump(self.dump_database_to)
+            finally:
+                self.postgresql.stop()
 
 
 @contextlib.contextmanager
