@@ -1,0 +1,133 @@
+"""The latency benchmark's loop keeps what it measured and serves the default again on failure.
+
+No stack here: the authorizations, the Prefect client and the bare floors are fakes, so
+only `measure`'s own bookkeeping runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tooling.benchmarks import latency
+from tooling.benchmarks.deadline import Deadline, DeadlineReached
+from tooling.benchmarks.latency import LatencyResult
+from tooling.devstack.processes import StackError
+
+REPS = 2
+
+
+class FakeBench:
+    """What `measure` asks of a bench: preparation and the fork-server switch, recorded."""
+
+    poll_frequency = 2
+
+    def __init__(self) -> None:
+        self.fork_server = True
+        self.switches: list[bool] = []
+
+    async def prepare(self, client: Any) -> None:
+        return None
+
+    async def use_fork_server(self, on: bool, client: Any) -> None:
+        self.switches.append(on)
+        self.fork_server = on
+
+
+def fake_authorizations(
+    monkeypatch: pytest.MonkeyPatch, bench: FakeBench, fail_without_fork_server: Exception | None
+) -> None:
+    """Each authorization records 1 CPU-s; with the fork server off the second one fails."""
+    hot_slots: list[int] = []
+    calls_without = 0
+
+    async def authorize_once(
+        *_: Any, result: LatencyResult, kind: str, cpu: bool = False, **__: Any
+    ) -> Any:
+        nonlocal calls_without
+        if not bench.fork_server:
+            calls_without += 1
+            if fail_without_fork_server is not None and calls_without == 2:
+                raise fail_without_fork_server
+        if cpu:
+            result.cpu.setdefault(kind, []).append(1.0)
+        return SimpleNamespace(kind=kind, link_seconds=0.1, instance_seconds=0.1)
+
+    async def set_hot_slots(client: Any, slots: int) -> None:
+        hot_slots.append(slots)
+
+    @contextlib.asynccontextmanager
+    async def get_client() -> AsyncIterator[object]:
+        yield object()
+
+    async def timed() -> float:
+        return 0.001
+
+    bare = SimpleNamespace(time_oauth_url=timed, time_create_instance=timed)
+    monkeypatch.setattr(latency, "authorize_once", authorize_once)
+    monkeypatch.setattr(latency, "set_hot_slots", set_hot_slots)
+    monkeypatch.setattr(latency, "get_client", get_client)
+    monkeypatch.setattr(latency.BareSandbox, "of", staticmethod(lambda _bench: bare))
+
+
+async def measure(bench: FakeBench) -> LatencyResult:
+    return await latency.measure(
+        bench,  # type: ignore[arg-type]
+        reps=REPS,
+        think_seconds=0,
+        deadline=Deadline(300),
+    )
+
+
+async def test_both_comparisons_are_measured_and_the_fork_server_is_on_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = FakeBench()
+    fake_authorizations(monkeypatch, bench, None)
+    result = await measure(bench)
+    assert result.complete and result.failures == []
+    assert len(result.cpu["hot"]) == len(result.cpu["ours"]) == REPS
+    # The first round with the fork server off warms the new serving process, uncounted.
+    assert len(result.new_interpreter_cpu["hot"]) == len(result.new_interpreter_cpu["ours"]) == REPS
+    assert bench.switches == [False, True] and bench.fork_server
+
+
+async def test_a_failure_with_the_fork_server_off_keeps_the_forked_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = FakeBench()
+    fake_authorizations(monkeypatch, bench, StackError("the run did not end in time"))
+    result = await measure(bench)
+    assert not result.complete
+    assert result.failures == ["CPU with a new interpreter per run: the run did not end in time"]
+    assert len(result.cpu["hot"]) == REPS and len(result.runs("hot")) == REPS
+    assert bench.switches == [False, True] and bench.fork_server
+
+
+async def test_the_deadline_with_the_fork_server_off_serves_the_default_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = FakeBench()
+    fake_authorizations(monkeypatch, bench, DeadlineReached("out of time"))
+    result = await measure(bench)
+    assert not result.complete and result.failures == ["out of time"]
+    assert bench.switches == [False, True] and bench.fork_server
+
+
+async def test_the_fork_server_is_on_again_when_the_hot_slots_cannot_be_reset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = FakeBench()
+    fake_authorizations(monkeypatch, bench, None)
+
+    async def refused(client: Any, slots: int) -> None:
+        raise StackError("503 Service Unavailable")
+
+    monkeypatch.setattr(latency, "set_hot_slots", refused)
+    with pytest.raises(StackError):
+        await measure(bench)
+    assert bench.switches == [False, True] and bench.fork_server
