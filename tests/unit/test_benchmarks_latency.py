@@ -41,8 +41,8 @@ class FakeBench:
 def fake_authorizations(
     monkeypatch: pytest.MonkeyPatch, bench: FakeBench, fail_without_fork_server: Exception | None
 ) -> None:
-    """Each authorization records 1 CPU-s; with the fork server off the second one fails."""
-    hot_slots: list[int] = []
+    """Each authorization records 1 CPU-s; with the fork server off, the second one raises
+    `fail_without_fork_server` when it is given."""
     calls_without = 0
 
     async def authorize_once(
@@ -58,7 +58,7 @@ def fake_authorizations(
         return SimpleNamespace(kind=kind, link_seconds=0.1, instance_seconds=0.1)
 
     async def set_hot_slots(client: Any, slots: int) -> None:
-        hot_slots.append(slots)
+        return None
 
     @contextlib.asynccontextmanager
     async def get_client() -> AsyncIterator[object]:

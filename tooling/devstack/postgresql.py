@@ -140,8 +140,7 @@ class PostgreSQLCluster:
             raise StackError(f"No dump to {path}: the PostgreSQL cluster is not running.")
         path.parent.mkdir(parents=True, exist_ok=True)
         log = path.parent / "pg_dump.log"
-        argv = [str(self.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.port)]
-        argv += ["-U", ROLE, "--data-only", f"--file={path}", DATABASE]
+        argv = _client_argv(self, "pg_dump", "--data-only", f"--file={path}", DATABASE)
         with log.open("ab") as output:
             try:
                 result = subprocess.run(  # noqa: S603 - argv built here
@@ -261,6 +260,20 @@ def _server_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8"}
 
 
+def _client_argv(cluster: PostgreSQLCluster, tool: str, *args: str) -> list[str]:
+    """A PostgreSQL client tool's command line, connecting as the Prefect role over loopback."""
+    return [
+        str(cluster.bin_dir / tool),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(cluster.port),
+        "-U",
+        ROLE,
+        *args,
+    ]
+
+
 def _client_env(cluster: PostgreSQLCluster) -> dict[str, str]:
     return {**_server_env(), "PGPASSWORD": cluster.password, "PGCONNECT_TIMEOUT": "5"}
 
@@ -314,16 +327,7 @@ def _ready(cluster: PostgreSQLCluster) -> bool:
 def _create_database(cluster: PostgreSQLCluster, log: Path) -> None:
     with log.open("ab") as output:
         result = subprocess.run(  # noqa: S603 - argv built here
-            [
-                str(cluster.bin_dir / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(cluster.port),
-                "-U",
-                ROLE,
-                DATABASE,
-            ],
+            _client_argv(cluster, "createdb", DATABASE),
             env=_client_env(cluster),
             stdin=subprocess.DEVNULL,
             stdout=output,
