@@ -20,7 +20,6 @@ from prefect.artifacts import acreate_link_artifact
 from prefect.context import TaskRunContext
 from pydantic import SecretStr
 
-from blocks import StateSigningKey
 from blocks.run_form import (
     Configuration,
     ConnectorKey,
@@ -48,6 +47,7 @@ from flows.steps.parameters import (
     ConsentSubject,
 )
 from flows.steps.run_identity import AuthorizationPending, current_flow_run_id, run_tag
+from flows.steps.run_state_key import run_state_key
 from flows.steps.sent_marker import CodeSentMarker, send_at_most_once
 from flows.steps.waiting import forget_unread_answers, wait_for_answer
 from open_connectors import (
@@ -89,7 +89,7 @@ async def get_redirect_url(subject: ConsentSubject, blocks: AuthorizationBlocks)
     """
     logger = get_run_logger()
     app = blocks.oauth_app
-    state_key = await StateSigningKey.aload_or_create()
+    state_key = await run_state_key()
     state = state_key.signer().sign(current_flow_run_id())
     async with blocks.credentials.get_client() as client:
         answer = await client.get_oauth_url(

@@ -24,11 +24,11 @@ from prefect.input import adelete_flow_run_input
 from prefect.logging.loggers import flow_run_logger
 from prefect.utilities.urls import url_for
 
-from blocks import StateSigningKey
 from flows.steps.consent import AuthorizationAnswer, ConsentLink, consent_description
 from flows.steps.events import CONSENT_REQUESTED, emit_consent_event
 from flows.steps.hot_wait import HotWaitSettings, stored_hot_answer, wait_hot
 from flows.steps.run_identity import current_flow_run
+from flows.steps.run_state_key import run_state_key
 from open_connectors import (
     AuthorizationGrant,
     AuthorizationTimeoutError,
@@ -69,7 +69,7 @@ async def wait_for_answer(
     """
     logger = get_run_logger()
     run = current_flow_run()
-    signer = (await StateSigningKey.aload_or_create()).signer()
+    signer = (await run_state_key()).signer()
     suspend = run.deployment_id is not None and run.parent_task_run_id is None
     hot = HotWaitSettings()
     # Keys that fired in an earlier process of this run (before a suspension).

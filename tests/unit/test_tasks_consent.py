@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
+from uuid import uuid4
 
 import httpx
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.flow_runs import aresume_flow_run
 
 from blocks import StateSigningKey
-from flows.authenticate import get_redirect_url
+from flows.authenticate import await_authorization, get_redirect_url
 from flows.steps.blocks import AuthorizationBlocks
 from flows.steps.consent import ConsentLink
 from flows.steps.parameters import ConsentSubject
 from flows.steps.run_identity import current_flow_run_id
 from open_connectors import OpenConnectorsClient, UnusableConsentUrlError
-from tests.unit.conftest import Sandbox, redirect_query
+from tests.unit.conftest import (
+    Sandbox,
+    answer,
+    find_run_id,
+    redirect_query,
+    wait_for_pause,
+)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -68,6 +77,45 @@ async def test_each_run_gets_its_own_link(sandbox: Sandbox, blocks: Authorizatio
     second = await consent_once(SUBJECT, blocks)
     assert first.state != second.state
     assert len(sandbox.requests("POST", OAUTH_URL)) == 2
+
+
+@flow
+async def link_then_wait(subject: ConsentSubject, blocks: AuthorizationBlocks) -> str:
+    """Sign a link, then wait for its answer and check it, as an authorization does."""
+    consent = await get_redirect_url(subject, blocks)
+    grant = await await_authorization(consent, 60)
+    assert grant is not None and grant.state_checked
+    return grant.code.get_secret_value()
+
+
+@pytest.mark.usefixtures("fast_pause")
+async def test_a_run_reads_the_state_key_once_for_its_link_and_its_answer(
+    sandbox: Sandbox, blocks: AuthorizationBlocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str] = []
+    load = StateSigningKey.aload_or_create
+
+    async def counted(*args: Any, **kwargs: Any) -> StateSigningKey:
+        reads.append("read")
+        return await load(*args, **kwargs)
+
+    monkeypatch.setattr(StateSigningKey, "aload_or_create", counted)
+    signer = (await load()).signer()
+
+    for number in (1, 2):
+        name = f"link-then-wait-{uuid4().hex}"
+        run = asyncio.ensure_future(
+            link_then_wait.with_options(flow_run_name=name)(SUBJECT, blocks)
+        )
+        run_id = await find_run_id(name)
+        await wait_for_pause(run_id, "authorization-1")
+        # The answer carries the state the link was signed with; the wait checks it.
+        await aresume_flow_run(
+            run_id, run_input=answer(code=f"code-{number}", state=signer.sign(run_id))
+        )
+        assert await asyncio.wait_for(run, 30) == f"code-{number}"
+        # One read per run: the link's signing and the answer's check share it.
+        assert len(reads) == number
 
 
 async def test_the_link_is_published_and_logged_without_secrets(
