@@ -19,6 +19,12 @@ Order of work for one callback (no step reads anything before the state verifies
    retries, as SQLite gives under a burst), the marker is removed and the resume
    tried again at the next look only once the run is seen still waiting on the same
    prompt with no answer stored: an answer that may have arrived is never sent twice.
+   A marker Prefect would not remove after a resume it did not take stays this
+   callback's: when the run waits on the same prompt again (the hot wait's switch to
+   its suspension aborts a resume), the callback reads it back and, finding exactly
+   the value it wrote, resumes with it instead of calling its own code "used". Gone
+   (the removal went through after all), it is made anew at the next look; another
+   value, or another prompt: "already used", as any doubt is.
 
 Polling backs off from `poll_initial_seconds` (0.25 s), doubling up to
 `poll_max_seconds` (2 s), within `wait_seconds` (20 s by default). With the
@@ -26,7 +32,8 @@ defaults a callback looks at the run at most 14 times, so it makes at most
 `max_prefect_requests(20) = 114` Prefect API requests: one marker look-up, one
 state-history read for a run that has ended, and per look at most eight (the read,
 the schema check, the marker creation, the resume, and after a resume that failed a
-read, two answer look-ups and the marker's removal), plus at most one read of the
+read, two answer look-ups and the marker's removal; a marker held after such a
+removal failed is read back instead of created), plus at most one read of the
 state key block per reload interval (5 s). A callback for
 a run that already waits makes 5 (read, marker look-up, schema check, marker
 creation, resume); one for a run that never waits makes 15 over 20 s.
@@ -37,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -80,12 +88,36 @@ def max_prefect_requests(wait_seconds: float, initial: float = 0.25, cap: float 
     """The most Prefect API requests one callback makes (the state key block aside).
 
     One marker look-up and one state-history read; per look at the run at most
-    eight: the read, the schema check, the marker creation, the resume, and after a
-    resume that failed, a read of the run, two look-ups of its answer and the
-    marker's removal.
+    eight: the read, the schema check, the marker creation (or the read of a marker
+    held), the resume, and after a resume that failed, a read of the run, two
+    look-ups of its answer and the marker's removal.
     """
     looks = len(poll_delays(wait_seconds, initial, cap)) + 1
     return 2 + 8 * looks
+
+
+@dataclass(frozen=True)
+class _HeldMarker:
+    """This callback's marker, left after a resume Prefect did not take: its code is undelivered.
+
+    Attributes:
+        wait_key: The wait it was recorded for.
+        value: The value written, which tells it from another callback's.
+    """
+
+    wait_key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class _LookAgain:
+    """The answer was not delivered: look at the run again.
+
+    Attributes:
+        held: This callback's marker, when Prefect would not remove it.
+    """
+
+    held: _HeldMarker | None = None
 
 
 class Resumer:
@@ -146,6 +178,7 @@ class Resumer:
     async def _resume_when_waiting(self, run: FlowRun, callback: Callback, marker: str) -> Outcome:
         delays = iter(poll_delays(self._wait_seconds, self._poll_initial, self._poll_max))
         ready_schema: str | None = None
+        held: _HeldMarker | None = None
         while True:
             state = run.state
             if state is None:
@@ -160,9 +193,10 @@ class Resumer:
                     ready_schema = keyset["schema"]
                 if ready_schema == keyset["schema"]:
                     wait_key = keyset.get("response", keyset["schema"])
-                    outcome = await self._resume_once(run.id, callback, marker, wait_key)
-                    if outcome is not None:
-                        return outcome
+                    result = await self._resume_once(run.id, callback, marker, wait_key, held)
+                    if not isinstance(result, _LookAgain):
+                        return result
+                    held = result.held
             # Between two waits, early, or the form not stored yet: look again.
             delay = next(delays, None)
             if delay is None:
@@ -175,12 +209,35 @@ class Resumer:
             run = current
 
     async def _resume_once(
-        self, run_id: UUID, callback: Callback, marker: str, wait_key: str
-    ) -> Outcome | None:
-        """Mark the answer used and resume; None when the run should be looked at again."""
-        if not await self._create_marker(run_id, marker, wait_key):
-            logger.info("Run %s already received this answer.", run_id)
-            return Outcome.ALREADY_USED
+        self,
+        run_id: UUID,
+        callback: Callback,
+        marker: str,
+        wait_key: str,
+        held: _HeldMarker | None,
+    ) -> Outcome | _LookAgain:
+        """Mark the answer used and resume; `_LookAgain` when the run should be looked at again.
+
+        Args:
+            held: This callback's marker that Prefect would not remove after an earlier
+                resume it did not take; resumed with when it is still there as written
+                and the run waits on the same prompt.
+        """
+        if held is None:
+            value = await self._create_marker(run_id, marker, wait_key)
+            if value is None:
+                logger.info("Run %s already received this answer.", run_id)
+                return Outcome.ALREADY_USED
+            held = _HeldMarker(wait_key, value)
+        else:
+            found = await self._read_input(run_id, marker)
+            if found is None:
+                return _LookAgain()  # removed after all: made anew at the next look
+            if found != held.value or prompt_of(held.wait_key) != prompt_of(wait_key):
+                # Another callback's record, or the run moved on (the flow may have
+                # taken this code from the form meanwhile): any doubt is "used".
+                logger.info("Run %s already received this answer.", run_id)
+                return Outcome.ALREADY_USED
         try:
             answer = await self._client.resume_flow_run(run_id, run_input=callback.run_input())
         except (httpx.HTTPError, OSError):
@@ -189,15 +246,13 @@ class Resumer:
             # within the callback's wait; any doubt keeps the marker (never sent twice).
             if not await self._still_unanswered(run_id, wait_key):
                 raise
-            if not await self._delete_marker(run_id, marker):
-                raise
             logger.info("Prefect did not take the answer for run %s; trying again.", run_id)
-            return None
+            return await self._free_marker(run_id, marker, held)
         if answer.status == SetStateStatus.ACCEPT:
             outcome = Outcome.REFUSED if callback.error else Outcome.AUTHORIZED
             logger.info("Resumed run %s (%s).", run_id, outcome.value)
             return outcome
-        await self._delete_marker(run_id, marker)
+        freed = await self._free_marker(run_id, marker, held)
         if answer.status == SetStateStatus.REJECT:
             if answer.state is not None and answer.state.type == StateType.FAILED:
                 return Outcome.EXPIRED
@@ -206,7 +261,12 @@ class Resumer:
                 logger.warning("Run %s refused the answer: %s", run_id, reason[:200])
                 return Outcome.INVALID
         # ABORT (no longer paused: another answer won, or the wait is changing): look again.
-        return None
+        return freed
+
+    async def _free_marker(self, run_id: UUID, marker: str, held: _HeldMarker) -> _LookAgain:
+        """Remove the marker of an answer the run did not take; held when Prefect would not."""
+        removed = await self._delete_marker(run_id, marker)
+        return _LookAgain(None if removed else held)
 
     async def _still_unanswered(self, run_id: UUID, wait_key: str) -> bool:
         """Whether the run certainly did not take an answer for `wait_key` (after a failed resume).
@@ -243,18 +303,21 @@ class Resumer:
         return Outcome.ENDED
 
     async def _input_exists(self, run_id: UUID, key: str) -> bool:
+        return await self._read_input(run_id, key) is not None
+
+    async def _read_input(self, run_id: UUID, key: str) -> str | None:
+        """The run input stored under `key`; None when there is none."""
         try:
-            await self._client.read_flow_run_input(run_id, key)
+            return await self._client.read_flow_run_input(run_id, key)
         except ObjectNotFound:
-            return False
+            return None
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code == 404:
-                return False
+                return None
             raise
-        return True
 
-    async def _create_marker(self, run_id: UUID, marker: str, wait_key: str) -> bool:
-        """Record the answer as used; False when it already was (the server's unique key)."""
+    async def _create_marker(self, run_id: UUID, marker: str, wait_key: str) -> str | None:
+        """Record the answer as used and return the value written; None when it already was."""
         value = used_code_marker(wait_key)
         try:
             await self._client.create_flow_run_input(
@@ -262,9 +325,9 @@ class Resumer:
             )
         except PrefectHTTPStatusError as exc:
             if exc.response.status_code == 409:
-                return False
+                return None
             raise
-        return True
+        return value
 
     async def _delete_marker(self, run_id: UUID, marker: str) -> bool:
         """Remove this callback's marker; False when Prefect would not."""
@@ -272,13 +335,22 @@ class Resumer:
             await self._client.delete_flow_run_input(run_id, marker)
         except ObjectNotFound:
             return True
+        except PrefectHTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return True  # a retry of a removal that went through
+            return self._removal_failed(run_id, exc)
         except (httpx.HTTPError, OSError) as exc:
-            # A reload is then told "already used"; the code was never delivered.
-            logger.warning(
-                "Could not remove a used-answer marker of run %s: %s.", run_id, type(exc).__name__
-            )
-            return False
+            return self._removal_failed(run_id, exc)
         return True
+
+    @staticmethod
+    def _removal_failed(run_id: UUID, exc: BaseException) -> bool:
+        # The callback holds the marker and may resume with it (see `_resume_once`);
+        # a reload meanwhile is told "already used".
+        logger.warning(
+            "Could not remove a used-answer marker of run %s: %s.", run_id, type(exc).__name__
+        )
+        return False
 
     async def _read_run(self, run_id: UUID) -> FlowRun | None:
         try:

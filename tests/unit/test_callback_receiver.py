@@ -34,7 +34,7 @@ from callback_receiver.resumer import Resumer, max_prefect_requests, poll_delays
 from callback_receiver.settings import ReceiverSettings
 from callback_receiver.signing import SignerSource
 from open_connectors import StateSigner, code_digest, used_code_key
-from open_connectors.authorization import marker_is_for_wait
+from open_connectors.authorization import marker_is_for_wait, used_code_marker
 from tests.states import client_secret_state
 
 KEY = "receiver-state-key-0123456789"
@@ -46,6 +46,13 @@ UI = "http://127.0.0.1:4200"
 
 def waiting_state(key: str = "authorization-1", timeout: int = 600) -> State:
     state = Suspended(timeout_seconds=timeout, pause_key=key)
+    state.state_details.run_input_keyset = keyset_from_paused_state(state)
+    return state
+
+
+def hot_waiting_state(key: str = "authorization-1") -> State:
+    """The hot wait of a prompt: paused in the run's process before it suspends."""
+    state = Paused(timeout_seconds=600, reschedule=False, pause_key=f"{key}-hot")
     state.state_details.run_input_keyset = keyset_from_paused_state(state)
     return state
 
@@ -71,6 +78,10 @@ class FakePrefect:
         # Resume requests that fail, each True when it took all the same.
         self.resume_failures: list[bool] = []
         self.on_resume_failure: Callable[[], object] | None = None
+        # Removals of run input that fail, each True when it went through all the same,
+        # and the error they end in.
+        self.delete_failures: list[bool] = []
+        self.delete_error: Callable[[], Exception] = lambda: httpx.ReadTimeout("no answer")
 
     def add_run(self, state: State, *, schema_stored: bool = True, **parameters: Any) -> FlowRun:
         run = FlowRun(
@@ -126,6 +137,10 @@ class FakePrefect:
 
     async def delete_flow_run_input(self, flow_run_id: UUID, key: str) -> None:
         self.calls.append("delete_flow_run_input")
+        if self.delete_failures:
+            if self.delete_failures.pop(0):
+                self.inputs.pop((flow_run_id, key), None)
+            raise self.delete_error()
         self.inputs.pop((flow_run_id, key), None)
 
     async def resume_flow_run(self, flow_run_id: UUID, run_input: dict[str, Any]) -> Any:
@@ -903,6 +918,180 @@ async def test_a_resume_that_took_but_lost_its_answer_is_never_sent_again(
     reload = await callback(prefect, params)
     assert reload.status_code == 409 and outcome(reload) == "already-used"
     assert len(prefect.resumes) == 1
+
+
+ABORT = OrchestrationResult(
+    state=None, status=SetStateStatus.ABORT, details=StateAbortDetails(reason="switching")
+)
+
+
+async def test_a_marker_prefect_would_not_remove_still_delivers_its_code(
+    prefect: FakePrefect,
+) -> None:
+    # The first resume comes while the run switches (ABORT) and the marker's removal
+    # fails: the code was not delivered, so this callback resumes with its marker.
+    run = prefect.add_run(waiting_state())
+    prefect.answers.append(ABORT)
+    prefect.delete_failures = [False]
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    assert prefect.calls.count("create_flow_run_input") == 1
+    assert len(prefect.resumes) == 2 and marker_of(run) in prefect.inputs
+
+
+async def test_a_marker_held_across_the_switch_to_suspension_delivers_the_code(
+    prefect: FakePrefect,
+) -> None:
+    # The resume aimed at the hot wait is aborted by the switch, the removal fails:
+    # the suspension of the same prompt gets the code with the marker held.
+    run = prefect.add_run(hot_waiting_state())
+    prefect.answers.append(ABORT)
+    prefect.delete_failures = [False]
+
+    def suspend(read: FlowRun) -> None:
+        if prefect.resumes and read.state is not None and read.state.name == "Paused":
+            prefect.set_state(read, waiting_state("authorization-1"))
+            prefect.store_schema(read)
+
+    prefect.on_read = suspend
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    assert prefect.calls.count("create_flow_run_input") == 1 and len(prefect.resumes) == 2
+    # Recorded for the hot wait: the flow takes it as its prompt's, after the switch too.
+    assert marker_is_for_wait(prefect.inputs[marker_of(run)], "suspended-authorization-1-response")
+
+
+@pytest.mark.parametrize(("status", "held"), [(404, False), (503, True)])
+async def test_a_removal_answered_with_a_status(
+    prefect: FakePrefect, status: int, held: bool
+) -> None:
+    # A 404 is a retried removal that went through (made anew at the next look, no
+    # read-back); any other status leaves the marker held (resumed with).
+    run = prefect.add_run(waiting_state())
+    prefect.answers.append(ABORT)
+    prefect.delete_failures = [not held]
+    prefect.delete_error = lambda: _status_error(status)
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    after = prefect.calls[prefect.calls.index("delete_flow_run_input") + 1 :]
+    assert after[:2] == [
+        "read_flow_run",
+        "create_flow_run_input" if not held else "read_flow_run_input",
+    ]
+    assert prefect.calls.count("create_flow_run_input") == (1 if held else 2)
+
+
+async def test_a_resume_not_taken_whose_marker_stays_is_tried_again(
+    prefect: FakePrefect,
+) -> None:
+    # A 503 that took nothing, then a failed removal: still this callback's to deliver.
+    run = prefect.add_run(waiting_state())
+    prefect.resume_failures = [False]
+    prefect.delete_failures = [False]
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    assert len(prefect.resumes) == 2 and marker_of(run) in prefect.inputs
+
+
+async def test_a_removal_that_went_through_unheard_is_made_anew(prefect: FakePrefect) -> None:
+    run = prefect.add_run(waiting_state())
+    prefect.answers.append(ABORT)
+    prefect.delete_failures = [True]
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 200 and outcome(response) == "authorized"
+    # Read back, found gone, then recorded again (atomically) before the resume.
+    assert prefect.calls.count("create_flow_run_input") == 2
+    assert len(prefect.resumes) == 2 and marker_of(run) in prefect.inputs
+
+
+async def test_a_held_marker_replaced_by_another_callbacks_is_not_resumed_with(
+    prefect: FakePrefect,
+) -> None:
+    # The removal went through unheard and a reload recorded the code for itself.
+    run = prefect.add_run(waiting_state())
+    prefect.answers.append(ABORT)
+    prefect.delete_failures = [True]
+    reloads_record = used_code_marker("suspended-authorization-1-response")
+
+    def a_reload_records_it(_: FlowRun) -> None:
+        if prefect.resumes:
+            prefect.inputs.setdefault(marker_of(run), reloads_record)
+
+    prefect.on_read = a_reload_records_it
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 409 and outcome(response) == "already-used"
+    assert len(prefect.resumes) == 1 and prefect.inputs[marker_of(run)] == reloads_record
+
+
+async def test_a_marker_held_when_the_run_moved_on_stays_used(prefect: FakePrefect) -> None:
+    # After the refused resume the run shows its next prompt: the flow may have taken
+    # this code from the form meanwhile (it accepts the receiver's record as its own),
+    # so the record stays and the code is "already used", never sent to prompt 2.
+    run = prefect.add_run(waiting_state())
+    prefect.answers.append(ABORT)
+    prefect.delete_failures = [False]
+
+    def next_prompt(read: FlowRun) -> None:
+        keyset = read.state.state_details.run_input_keyset if read.state else None
+        if prefect.resumes and keyset and keyset["response"].endswith("authorization-1-response"):
+            prefect.set_state(read, waiting_state("authorization-2"))
+            prefect.store_schema(read)
+
+    prefect.on_read = next_prompt
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)})
+    assert response.status_code == 409 and outcome(response) == "already-used"
+    assert len(prefect.resumes) == 1
+    assert marker_is_for_wait(prefect.inputs[marker_of(run)], "suspended-authorization-1-response")
+
+
+async def test_a_held_marker_stays_when_the_next_resume_may_have_taken(
+    prefect: FakePrefect,
+) -> None:
+    # Held after an ABORT; the next resume is taken but its answer lost: in doubt, the
+    # marker stays and a reload is refused.
+    run = prefect.add_run(waiting_state())
+    prefect.answers.append(ABORT)
+    prefect.delete_failures = [False]
+
+    def lose_the_next_answer(_: FlowRun) -> None:
+        if len(prefect.resumes) == 1:  # after the ABORT: the next resume takes, unheard
+            prefect.resume_failures = [True]
+
+    prefect.on_read = lose_the_next_answer
+    params = {"code": CODE, "state": state_of(run)}
+    first = await callback(prefect, params)
+    assert first.status_code == 503 and outcome(first) == "not-ready"
+    assert marker_of(run) in prefect.inputs
+    prefect.on_read = None
+    prefect.set_state(run, waiting_state("authorization-2"))
+    prefect.store_schema(run)
+    reload = await callback(prefect, params)
+    assert reload.status_code == 409 and outcome(reload) == "already-used"
+    assert len(prefect.resumes) == 2
+
+
+async def test_the_request_bound_holds_while_a_marker_is_held(prefect: FakePrefect) -> None:
+    """The worst looks: every resume fails untaken while the run switches between the
+    prompt's hot wait and its suspension (a new schema to check, two answer keys to look
+    up), and every removal fails: the documented bound still holds."""
+    run = prefect.add_run(hot_waiting_state())
+    prefect.resume_failures = [False] * 100
+    prefect.delete_failures = [False] * 100
+    switches = iter(range(100))
+
+    def switch() -> None:
+        hot = next(switches) % 2 == 1
+        prefect.set_state(run, hot_waiting_state() if hot else waiting_state())
+        prefect.store_schema(run)
+
+    prefect.on_resume_failure = switch
+    response = await callback(prefect, {"code": CODE, "state": state_of(run)}, wait_seconds=20)
+    assert outcome(response) == "not-ready"
+    assert prefect.calls.count("create_flow_run_input") == 1
+    looks = len(poll_delays(20)) + 1
+    assert len(prefect.resumes) == looks  # every look resumed, with the marker held
+    # Eight requests per look (the most), plus the first marker look-up.
+    assert len(prefect.calls) == 1 + 8 * looks <= max_prefect_requests(20)
 
 
 async def test_a_resume_that_failed_across_the_switch_to_suspension_frees_the_code(
