@@ -335,22 +335,16 @@ class Resumer:
             await self._client.delete_flow_run_input(run_id, marker)
         except ObjectNotFound:
             return True
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return True  # a retry of a removal that went through
-            return self._removal_failed(run_id, exc)
         except (httpx.HTTPError, OSError) as exc:
-            return self._removal_failed(run_id, exc)
+            if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code == 404:
+                return True  # a retry of a removal that went through
+            # The callback holds the marker and may resume with it (see `_resume_once`);
+            # a reload meanwhile is told "already used".
+            logger.warning(
+                "Could not remove a used-answer marker of run %s: %s.", run_id, type(exc).__name__
+            )
+            return False
         return True
-
-    @staticmethod
-    def _removal_failed(run_id: UUID, exc: BaseException) -> bool:
-        # The callback holds the marker and may resume with it (see `_resume_once`);
-        # a reload meanwhile is told "already used".
-        logger.warning(
-            "Could not remove a used-answer marker of run %s: %s.", run_id, type(exc).__name__
-        )
-        return False
 
     async def _read_run(self, run_id: UUID) -> FlowRun | None:
         try:
