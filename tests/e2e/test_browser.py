@@ -10,12 +10,13 @@ import asyncio
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from uuid import UUID
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, Response, async_playwright, expect
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun
 
@@ -37,6 +38,12 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Prefect's server on SQLite refuses a write that meets another writer's at that moment
+# ("database is locked", answered 503, nothing kept); its UI then shows an error and keeps
+# the form open, and a person submits again. So do these tests, this many times at most.
+SUBMISSIONS = 3
+# How long the browser waits for the UI and the server (2 busy cores).
+UI_ANSWER_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +62,9 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(30_000)
+    context.set_default_timeout(UI_ANSWER_TIMEOUT_MS)
+    # Playwright's assertions keep their own default (5 s): too short for two busy cores.
+    expect.set_options(timeout=UI_ANSWER_TIMEOUT_MS)
     tab = await context.new_page()
     yield tab
     await context.close()
@@ -73,6 +82,43 @@ async def open_resume_dialog(page: Page, stack: LocalStack, flow_run_id: object)
     await page.goto(stack.prefect.flow_run_url(flow_run_id))
     await page.get_by_role("button", name="Resume").first.click()
     await expect(page.get_by_role("dialog")).to_be_visible()
+
+
+async def submit_until_answered(
+    page: Page,
+    submit: Locator,
+    is_answer: Callable[[Response], bool],
+    *,
+    before_again: Callable[[], Awaitable[None]] | None = None,
+) -> Response:
+    """Click `submit` and return the server's answer to it: the first response `is_answer` picks.
+
+    After an answer of 500 or more (the server kept nothing) the button is clicked again,
+    as a person would after the UI's error, at most `SUBMISSIONS` times in all;
+    `before_again` checks first that submitting again is still what a person would do.
+    """
+    for attempt in range(1, SUBMISSIONS + 1):
+        async with page.expect_response(is_answer, timeout=UI_ANSWER_TIMEOUT_MS) as answered:
+            await submit.click()
+        answer = await answered.value
+        if answer.status < 500 or attempt == SUBMISSIONS:
+            return answer
+        if before_again is not None:
+            await before_again()
+    raise AssertionError("unreachable: the last submission returns its answer")
+
+
+def is_resume_answer(response: Response) -> bool:
+    """The server's answer to the resume form's submission."""
+    return response.request.method == "POST" and response.url.endswith("/resume")
+
+
+async def assert_waiting_on(prefect: PrefectClient, flow_run_id: UUID, prompt_key: str) -> None:
+    """The run still waits on the prompt whose answer key is `prompt_key`."""
+    run = await prefect.read_flow_run(flow_run_id)
+    state = run.state
+    keyset = state.state_details.run_input_keyset if state and state.is_paused() else None
+    assert keyset and keyset["response"] == prompt_key, f"The run moved on: {state}"
 
 
 async def paste_into_resume_form(
@@ -97,12 +143,20 @@ async def paste_into_resume_form(
         code = dialog.get_by_role("textbox").first
         await code.fill(value)
         await expect(code).to_have_value(value)
-        await dialog.get_by_role("button", name="Submit").click()
+        answer = await submit_until_answered(
+            page,
+            dialog.get_by_role("button", name="Submit"),
+            is_resume_answer,
+            before_again=partial(assert_waiting_on, prefect, flow_run_id, answered_key),
+        )
         try:
             await expect(dialog).to_be_hidden()
         except AssertionError as exc:
             text = await dialog.inner_text()
-            raise AssertionError(f"The resume dialog stayed open: {text}") from exc
+            raise AssertionError(
+                f"The resume dialog stayed open after the answer {answer.status} "
+                f"{await answer.text()}: {text}"
+            ) from exc
         final = await final_or_asked_again(prefect, flow_run_id, answered_key)
         if final is not None:
             return final

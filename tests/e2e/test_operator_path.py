@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Response, expect
 from prefect.automations import Automation
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
@@ -32,7 +32,12 @@ from deployments.automations import (
     save_webhook_block,
 )
 from tests.e2e.conftest import DEPLOYMENT, SandboxAdmin, run_tag
-from tests.e2e.test_browser import browser, page, screenshot  # noqa: F401 - fixtures
+from tests.e2e.test_browser import (  # noqa: F401 - fixtures
+    browser,
+    page,
+    screenshot,
+    submit_until_answered,
+)
 from tooling.devstack.runs import wait_for_final
 from tooling.devstack.stack import ENCRYPTED_KEY_BLOCK, LocalStack
 
@@ -134,7 +139,10 @@ async def test_operator_starts_from_the_run_form_and_the_link_arrives_by_notific
         await _pick_block(page, "oauth_app_block (Optional)", "infusionsoft-oauth-app")
         await _pick_block(page, "Infusionsoft encrypted key (Optional)", ENCRYPTED_KEY_BLOCK)
         await screenshot(page, "run-form")
-        await page.get_by_role("button", name="Submit").click()
+        created = await submit_until_answered(
+            page, page.get_by_role("button", name="Submit"), _is_run_creation
+        )
+        assert created.ok, f"The run was not created: {created.status} {await created.text()}"
 
         # The notification with the consent link.
         notification = await _next(received, timeout=90)
@@ -169,6 +177,11 @@ async def test_operator_starts_from_the_run_form_and_the_link_arrives_by_notific
     finally:
         for name in (CONSENT_REQUESTED_AUTOMATION, CONSENT_EXPIRED_AUTOMATION):
             await (await Automation.aread(name=name)).adelete()
+
+
+def _is_run_creation(response: Response) -> bool:
+    """The server's answer to the run form's submission."""
+    return response.request.method == "POST" and response.url.endswith("/create_flow_run")
 
 
 async def _next(received: queue.Queue[dict[str, Any]], *, timeout: float) -> dict[str, Any]:
