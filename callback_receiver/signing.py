@@ -19,7 +19,8 @@ class SignerSource:
     A state naming an unknown key id is either signed with a key rotated in since
     the last load, or with one rotated out (or forged): the signer is reloaded, at
     most once every `min_reload_seconds`, so a rotation is picked up quickly and a
-    stream of forged key ids costs at most one block read per interval.
+    stream of forged key ids costs at most one block read per interval. The callbacks
+    that meet a new key while one of them reloads verify with that reload's signer.
 
     Args:
         load: Loads the current signer (e.g. from the `StateSigningKey` block).
@@ -45,7 +46,7 @@ class SignerSource:
     async def signer(self) -> StateSigner:
         """The cached signer (loaded on first use)."""
         if self._signer is None:
-            await self._reload(force=True)
+            await self._reload(outdated=None)
         assert self._signer is not None
         return self._signer
 
@@ -63,17 +64,26 @@ class SignerSource:
         try:
             return signer.verify(state), signer
         except UnknownStateKeyError:
-            if not await self._reload(force=False):
+            if not await self._reload(outdated=signer):
                 raise
         signer = await self.signer()
         return signer.verify(state), signer
 
-    async def _reload(self, *, force: bool) -> bool:
+    async def _reload(self, *, outdated: StateSigner | None) -> bool:
+        """Load the signer unless another is there to try; True when one is.
+
+        `outdated` is the signer a state did not verify with (None for the first load).
+        When another request has loaded a signer since this one read `outdated` (the
+        callbacks of a burst after a rotation all meet the new key at once), that one is
+        tried without a read; otherwise a read happens at most once per interval.
+        """
         async with self._lock:
-            if not force and self._clock() - self._loaded_at < self._min_reload_seconds:
+            if self._signer is not None and self._signer is not outdated:
+                return True
+            if outdated is not None and (
+                self._clock() - self._loaded_at < self._min_reload_seconds
+            ):
                 return False
-            if force and self._signer is not None:
-                return True  # another request loaded it meanwhile
             self._signer = await self._load()
             self._loaded_at = self._clock()
             self.loads += 1

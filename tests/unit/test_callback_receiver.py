@@ -343,6 +343,40 @@ async def test_a_rotation_is_picked_up_by_a_reload(prefect: FakePrefect) -> None
     assert (await signers.verify(SIGNER.sign(run.id)))[0] == run.id
 
 
+async def test_a_burst_after_a_rotation_shares_one_reload_and_refuses_none(
+    prefect: FakePrefect,
+) -> None:
+    """The callbacks that meet a new key while another one reloads verify with its reload."""
+    runs = [prefect.add_run(waiting_state()) for _ in range(3)]
+    clock = [0.0]
+    loader = Loader()
+    read_started, read_may_end = asyncio.Event(), asyncio.Event()
+    read_may_end.set()
+
+    async def block_read() -> StateSigner:
+        read_started.set()
+        await read_may_end.wait()
+        return await loader()
+
+    signers = SignerSource(block_read, min_reload_seconds=5, clock=lambda: clock[0])
+    await signers.signer()
+    rotated = StateSigner("rotated-state-key-0123456789", [KEY])
+    loader.signer = rotated
+    clock[0] = 6.0
+    read_started.clear()
+    read_may_end.clear()  # the reload's block read is in flight while the others arrive
+    first = asyncio.create_task(signers.verify(rotated.sign(runs[0].id)))
+    await read_started.wait()
+    # These fail with the old signer now and wait for the reload in flight.
+    others = [asyncio.create_task(signers.verify(rotated.sign(run.id))) for run in runs[1:]]
+    await asyncio.sleep(0)
+    read_may_end.set()
+    verified = await asyncio.gather(first, *others)
+    assert [run_id for run_id, _ in verified] == [run.id for run in runs]
+    assert all(signer is rotated for _, signer in verified)
+    assert loader.loads == 2  # the first load and one reload for the whole burst
+
+
 # -- per wait ---------------------------------------------------------------------------
 
 
