@@ -277,6 +277,7 @@ def bench_stack(
             lifetime=lifetime,
             database=database,
             environment=environment,
+            quick_pause_expiry=False,  # Prefect's default look every 5 s, as users run it
         ) as stack:
             bench = Bench(
                 stack=stack, poll_frequency=poll_frequency, baseline=baseline, servers=servers

@@ -26,6 +26,8 @@ class PrefectServer:
         home: Its `PREFECT_HOME` (SQLite database, results storage, logs).
         process: The server process.
         database_url: Its `PREFECT_API_DATABASE_CONNECTION_URL`; None for SQLite in `home`.
+        quick_pause_expiry: Whether its pause-expiration service looks every second
+            (`start_prefect_server`).
     """
 
     url: str
@@ -33,6 +35,7 @@ class PrefectServer:
     home: Path
     process: ManagedProcess
     database_url: str | None = field(default=None, repr=False)
+    quick_pause_expiry: bool = True
 
     def flow_run_url(self, flow_run_id: object) -> str:
         """The UI page of a flow run (Prefect's own `url_for`, as the receiver builds it)."""
@@ -60,7 +63,6 @@ def prefect_environment(home: Path, api_url: str) -> dict[str, str]:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             # The served runner looks for resumed runs every second instead of every 10.
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-            "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS": "1",
             "PREFECT_LOGGING_LEVEL": "INFO",
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
@@ -80,7 +82,11 @@ def encryption_key(home: Path) -> str:
 
 
 def start_prefect_server(
-    home: Path, *, port: int | None = None, database_url: str | None = None
+    home: Path,
+    *,
+    port: int | None = None,
+    database_url: str | None = None,
+    quick_pause_expiry: bool = True,
 ) -> PrefectServer:
     """Start `prefect server start` on 127.0.0.1 and wait until its API answers.
 
@@ -88,6 +94,10 @@ def start_prefect_server(
         home: Its `PREFECT_HOME`.
         port: Its port; a free one by default.
         database_url: A SQLAlchemy database address (PostgreSQL); SQLite in `home` by default.
+        quick_pause_expiry: Let the pause-expiration service look every second instead of
+            Prefect's 5 s, so that tests' short waits expire promptly. Benchmarks turn it
+            off: that service reads every paused run at each look, and their figures are
+            meant for Prefect's defaults.
 
     Raises:
         StackError: The server did not become healthy in time.
@@ -98,6 +108,8 @@ def start_prefect_server(
     env["PREFECT_SERVER_ENCRYPTION_KEY"] = encryption_key(home)
     env["PREFECT_SERVER_API_HOST"] = "127.0.0.1"
     env["PREFECT_SERVER_API_PORT"] = str(port)
+    if quick_pause_expiry:
+        env["PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS"] = "1"
     if database_url is not None:
         # Only the server gets the address (it holds the database password).
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database_url
@@ -118,7 +130,12 @@ def start_prefect_server(
         log_path=home / "logs" / "prefect-server.log",
     )
     server = PrefectServer(
-        url=url, api_url=f"{url}/api", home=home, process=process, database_url=database_url
+        url=url,
+        api_url=f"{url}/api",
+        home=home,
+        process=process,
+        database_url=database_url,
+        quick_pause_expiry=quick_pause_expiry,
     )
     try:
         wait_until(

@@ -116,10 +116,14 @@ class LocalStack:
 
     def restart_prefect_server(self) -> PrefectServer:
         """Stop the Prefect server and start it again on the same port, home and database."""
-        port = int(self.prefect.url.rsplit(":", 1)[1])
-        database_url = self.prefect.database_url
-        self.prefect.stop()
-        self.prefect = start_prefect_server(self.home, port=port, database_url=database_url)
+        old = self.prefect
+        old.stop()
+        self.prefect = start_prefect_server(
+            self.home,
+            port=int(old.url.rsplit(":", 1)[1]),
+            database_url=old.database_url,
+            quick_pause_expiry=old.quick_pause_expiry,
+        )
         return self.prefect
 
     def stop(self) -> None:
@@ -155,6 +159,7 @@ def local_stack(
     lifetime: float = 3600,
     environment: Mapping[str, str] | None = None,
     database: Database | None = None,
+    quick_pause_expiry: bool = True,
 ) -> Iterator[LocalStack]:
     """Start the stack, point this process's Prefect client at it, and stop it on exit.
 
@@ -163,12 +168,12 @@ def local_stack(
         serve: Whether to start a process serving the deployments.
         receiver: Whether to start the callback receiver (the OAuth app's callback URL).
         sandbox_config: The sandbox's secrets and settings; random secrets by default.
-        lifetime: Seconds after which the sandbox and receiver stop by themselves.
         environment: Variables added to every process of the stack but the Prefect
             server (e.g. `OC_HOT_WAIT_SECONDS` for the serving processes).
         lifetime: Seconds after which the sandbox, receiver and PostgreSQL stop by themselves.
         database: `sqlite` (in `home`) or `postgresql` (a throwaway cluster); by default
             `$OC_STACK_DATABASE`, else SQLite.
+        quick_pause_expiry: Expire pauses within a second (`start_prefect_server`).
     """
     home.mkdir(parents=True, exist_ok=True)
     postgresql = None
@@ -176,7 +181,9 @@ def local_stack(
         postgresql = start_postgresql(home / "logs", lifetime=lifetime)
     try:
         prefect = start_prefect_server(
-            home, database_url=postgresql.connection_url if postgresql else None
+            home,
+            database_url=postgresql.connection_url if postgresql else None,
+            quick_pause_expiry=quick_pause_expiry,
         )
     except BaseException:
         if postgresql is not None:
