@@ -7,7 +7,8 @@ same deployments. Each is served with its flow object (`Runner.add_flow`, as
 code; that subprocess is forked from a warm interpreter (`deployments.fork_server`)
 rather than started cold. A run that waits for an authorization suspends and gives
 its process back; whichever serving process (or worker) is up when the answer
-arrives carries it on.
+arrives carries it on. Stopped (SIGTERM), it first has its hot waits suspend
+(`deployments.hand_over`), so a restart cancels none of them.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import anyio.to_thread
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import TerminationSignal
 from prefect.logging import get_logger
-from prefect.runner import Runner
 from prefect.types.entrypoint import EntrypointType
 
 from deployments.fork_server import use_fork_server
+from deployments.hand_over import HandingOverRunner
 from deployments.prefect_tls import share_tls_contexts
 from deployments.spec import DeploymentSpec, load_specs
 from flows.steps.hot_wait import HotWaitSettings
@@ -121,7 +122,7 @@ def serve(specs: list[DeploymentSpec], *, limit: int | None, query_seconds: floa
     """Register the deployments and run their flow runs until interrupted (as `prefect.serve`)."""
     share_tls_contexts()
     forked = use_fork_server()
-    runner = Runner(limit=limit, query_seconds=query_seconds, pause_on_shutdown=True)
+    runner = HandingOverRunner(limit=limit, query_seconds=query_seconds, pause_on_shutdown=True)
     for spec in specs:
         runner.add_flow(spec.load_flow(), **deployment_options(spec))
     names = "\n".join(f"  {spec.name}" for spec in specs)
@@ -139,7 +140,7 @@ def serve(specs: list[DeploymentSpec], *, limit: int | None, query_seconds: floa
         get_logger("deployments.serve").info("%s: stopped serving.", type(exc).__name__)
 
 
-async def _run(runner: Runner, limit: int | None) -> None:
+async def _run(runner: HandingOverRunner, limit: int | None) -> None:
     """Start the runner with a worker thread for every run it may hold.
 
     Prefect waits for each run's process in a worker thread (`process.join`), and

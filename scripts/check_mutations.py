@@ -156,6 +156,20 @@ MUTATIONS = [
         "if False:",
         "tests/unit/test_fork_server.py",
     ),
+    (
+        "a stopping serving process that lets Prefect cancel its hot waits",
+        "deployments/hand_over.py",
+        "        if self.stopping:",
+        "        if False:",
+        "tests/unit/test_hand_over.py",
+    ),
+    (
+        "a hot wait deaf to the request to end it",
+        "flows/steps/hot_wait.py",
+        "                    changes.request_end()",
+        "                    changes.notify()",
+        "tests/unit/test_hot_wait_wakeups.py",
+    ),
 ]
 
 

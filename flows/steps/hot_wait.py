@@ -34,6 +34,13 @@ it. The grace (5 minutes) outlasts the waits of Prefect's client retrying the sw
 requests on a loaded server: a pause that expires first fails a live run and turns its
 answer away. The price: when a whole serving machine dies, an answer that comes within
 the window and the grace resumes a run nobody runs any more (it stays Running).
+
+A serving process that is stopped (SIGTERM: a restart, `docker stop`, a Kubernetes
+rollout) would have Prefect's runner cancel every run it holds, hot waits included.
+Instead it first asks its hot waits to end now (`HOT_WAIT_END_REQUESTED`, an event on
+the run, delivered by the stream the wait already follows): each switches to its
+suspension at once, through the same orchestrated switch as at the window's end, and
+whichever serving process or worker is up when the answer arrives carries it on.
 """
 
 from __future__ import annotations
@@ -67,6 +74,8 @@ from starlette import status
 from open_connectors import RunEndedWhileWaitingError
 
 HOT_WAIT_LIMIT = "open-connectors-hot-waits"
+# Emitted on a run (`prefect.flow-run.<id>`) to end its hot wait now: it suspends.
+HOT_WAIT_END_REQUESTED = "open-connectors.hot-wait.end-requested"
 # How long a hot wait leaves a cancel to the runner before it stops by itself.
 CANCEL_PATIENCE_SECONDS = 60.0
 # Prefect announces a state change before its API shows it (the event is sent before
@@ -245,7 +254,7 @@ async def _pause_in_process(
         deadline = time.monotonic() + window
         rechecks = 0
         async with _state_changes(run.id, since=state.timestamp) as changes:
-            while (left := deadline - time.monotonic()) > 0:
+            while (left := deadline - time.monotonic()) > 0 and not changes.end_requested:
                 current = await client.read_flow_run(run.id)
                 answered = await _answered(client, current, slot=slot)
                 if answered:
@@ -256,6 +265,11 @@ async def _pause_in_process(
                 rechecks = max(0, rechecks - 1)
                 if await changes.wait(min(pause, left)):
                     rechecks = RECHECKS
+        if changes.end_requested:
+            get_run_logger().info(
+                "The serving process is stopping: the run suspends now; the answer "
+                "resumes it on whichever serving process or worker is up then."
+            )
         # Resume ourselves through orchestration: refused if somebody else was first.
         result = await client.resume_flow_run(run.id, run_input={})
         current = await client.read_flow_run(run.id)
@@ -291,11 +305,13 @@ class StateChanges:
 
     Attributes:
         connected_at: When the event stream connected (monotonic), None while it is not.
+        end_requested: The serving process asked the wait to end now (it is stopping).
     """
 
     def __init__(self) -> None:
         self._changed = anyio.Event()
         self.connected_at: float | None = None
+        self.end_requested = False
 
     def connected_for(self) -> float | None:
         """Seconds since the event stream connected; None while it is not connected."""
@@ -303,6 +319,11 @@ class StateChanges:
 
     def notify(self) -> None:
         """The run's state changed (or may have): wake the waiter."""
+        self._changed.set()
+
+    def request_end(self) -> None:
+        """End the wait now (the caller then switches to the suspension)."""
+        self.end_requested = True
         self._changed.set()
 
     async def wait(self, timeout: float) -> bool:
@@ -340,18 +361,20 @@ async def _state_changes(flow_run_id: UUID, *, since: datetime) -> AsyncIterator
 async def _follow_run_events(
     flow_run_id: UUID, changes: StateChanges, *, since: datetime | None = None
 ) -> None:
-    """Notify `changes` of the run's state events; on any failure, leave it to polling.
+    """Notify `changes` of the run's state events and end requests; on any failure,
+    leave it to polling.
 
     The stream first replays the last minute, which holds the run's own start (its
     Running state): events that occurred before `since` (the pause's state) are not
     changes of the wait, and waking for one would cost a burst of reads for nothing.
+    An end request from before `since` was meant for an earlier wait.
     """
     run_events = EventFilter(
         resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
         # Not the states a run passes through before it waits, nor its heartbeats: the
         # stream first replays the last minute, and these never end a wait.
         event=EventNameFilter(
-            prefix=["prefect.flow-run."],
+            prefix=["prefect.flow-run.", HOT_WAIT_END_REQUESTED],
             exclude_name=[f"prefect.flow-run.{name}" for name in _NOT_AN_END_OF_WAIT],
         ),
     )
@@ -361,7 +384,11 @@ async def _follow_run_events(
             changes.connected_at = time.monotonic()
             was_connected = True
             async for event in events:
-                if since is None or event.occurred >= since:
+                if since is not None and event.occurred < since:
+                    continue
+                if event.event == HOT_WAIT_END_REQUESTED:
+                    changes.request_end()
+                else:
                     changes.notify()
     except Exception as exc:  # the wait goes on, reading its state every poll interval
         get_logger(__name__).debug(

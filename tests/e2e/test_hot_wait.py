@@ -317,3 +317,33 @@ async def test_a_page_does_not_wait_for_a_prefect_that_holds_its_answers_back(
     async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
         instances = (await http.get("/_sandbox/instances")).json()
     assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
+
+
+async def test_a_stopped_serving_process_hands_its_hot_wait_over_instead_of_cancelling_it(
+    hot_stack: LocalStack,
+) -> None:
+    # SIGTERM to the serving process alone, as `docker stop` and a Kubernetes rollout
+    # stop it: Prefect's runner would cancel the run waiting hot. It suspends instead,
+    # well before its window ends, and the next serving process completes it.
+    async with get_client() as prefect:
+        await wait_for_free_hot_slots(prefect)
+        run = await start_authorization("Handed over ERP")
+        waiting, _ = await wait_for_form(prefect, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        paused_at = await first_pause(prefect, run.id)
+        (serving,) = [process for process in hot_stack.serving if process.is_running()]
+        os.kill(serving.pid, signal.SIGTERM)
+        serving.popen.wait(timeout=60)
+        current = await prefect.read_flow_run(run.id)
+        assert current.state is not None and current.state.name == "Suspended", current.state
+        assert current.state.timestamp.timestamp() - paused_at < WINDOW / 2
+        names = await state_names(prefect, run.id)
+        assert not {"Cancelling", "Cancelled", "Crashed"} & set(names), names
+        await wait_for_free_hot_slots(prefect, timeout=CANCELLED_SLOT_BACK_WITHIN)
+        hot_stack.start_serving("serve-again")
+        await answer_through_receiver(await consent_redirect(prefect, run))
+        final = await wait_for_final(prefect, run.id, timeout=120)
+        assert final.state is not None and final.state.is_completed(), final.state
+    async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1

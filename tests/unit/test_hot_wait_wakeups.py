@@ -13,6 +13,7 @@ import pytest
 
 from flows.steps import hot_wait
 from flows.steps.hot_wait import (
+    HOT_WAIT_END_REQUESTED,
     RECHECK_SECONDS,
     STREAM_BACKSTOP_SECONDS,
     HotWaitSettings,
@@ -113,7 +114,7 @@ async def test_a_stream_that_breaks_wakes_the_wait_back_to_polling(
 
 async def test_every_event_of_the_run_wakes_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
-    stream = fake_stream([object(), object()], seen=seen)
+    stream = fake_stream([state_event("Running"), state_event("Cancelling")], seen=seen)
     monkeypatch.setattr(hot_wait, "get_events_subscriber", stream)
     run_id = uuid4()
     changes = StateChanges()
@@ -126,6 +127,13 @@ async def test_every_event_of_the_run_wakes_the_wait(monkeypatch: pytest.MonkeyP
     started = time.monotonic()
     await changes.wait(30)
     assert time.monotonic() - started < 5
+
+
+def state_event(name: str, occurred: datetime | None = None) -> SimpleNamespace:
+    """An event of the stream, as the wait reads it."""
+    if name != HOT_WAIT_END_REQUESTED:
+        name = f"prefect.flow-run.{name}"
+    return SimpleNamespace(event=name, occurred=occurred or datetime.now(UTC))
 
 
 async def _notify_after(changes: StateChanges, seconds: float) -> None:
@@ -164,8 +172,8 @@ async def test_the_replayed_start_of_the_run_does_not_wake_the_wait(
     # The stream replays the last minute first: the run's own Running state from before
     # its pause would otherwise wake it into a burst of reads.
     paused_at = datetime.now(UTC)
-    replayed = SimpleNamespace(occurred=paused_at - timedelta(seconds=2))
-    resumed = SimpleNamespace(occurred=paused_at + timedelta(seconds=1))
+    replayed = state_event("Running", paused_at - timedelta(seconds=2))
+    resumed = state_event("Running", paused_at + timedelta(seconds=1))
 
     # The stream's end wakes the wait once (back to polling); only `resumed` adds a wake-up.
     for events, wakes in (([replayed], 1), ([replayed, resumed], 2)):
@@ -178,3 +186,23 @@ async def test_the_replayed_start_of_the_run_does_not_wake_the_wait(
         )
         await hot_wait._follow_run_events(uuid4(), changes, since=paused_at)
         assert len(woken) == wakes
+
+
+async def test_an_end_request_ends_the_wait_now_and_one_for_an_earlier_wait_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A serving process that stops asks its hot waits to suspend at once; a request
+    # replayed from before this pause was meant for an earlier wait of the run.
+    paused_at = datetime.now(UTC)
+    earlier = state_event(HOT_WAIT_END_REQUESTED, paused_at - timedelta(seconds=5))
+    now = state_event(HOT_WAIT_END_REQUESTED, paused_at + timedelta(seconds=1))
+    seen: dict[str, Any] = {}
+    for events, ended in (([earlier], False), ([earlier, now], True)):
+        monkeypatch.setattr(hot_wait, "get_events_subscriber", fake_stream(events, seen=seen))
+        changes = StateChanges()
+        await hot_wait._follow_run_events(uuid4(), changes, since=paused_at)
+        assert changes.end_requested is ended
+    assert HOT_WAIT_END_REQUESTED in seen["filter"].event.prefix
+    started = time.monotonic()
+    assert await changes.wait(30) is True  # the waiting loop wakes at once to switch
+    assert time.monotonic() - started < 5
