@@ -122,7 +122,9 @@ def serve(specs: list[DeploymentSpec], *, limit: int | None, query_seconds: floa
     """Register the deployments and run their flow runs until interrupted (as `prefect.serve`)."""
     share_tls_contexts()
     forked = use_fork_server()
-    runner = HandingOverRunner(limit=limit, query_seconds=query_seconds, pause_on_shutdown=True)
+    # Schedules stay on when this process stops: other serving processes (or workers) serve
+    # the same deployments, and Prefect's default would pause them for all.
+    runner = HandingOverRunner(limit=limit, query_seconds=query_seconds, pause_on_shutdown=False)
     for spec in specs:
         runner.add_flow(spec.load_flow(), **deployment_options(spec))
     names = "\n".join(f"  {spec.name}" for spec in specs)

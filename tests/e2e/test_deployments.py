@@ -132,6 +132,11 @@ async def test_a_suspended_authorization_survives_restarting_the_serving_process
     await asyncio.sleep(2)
     still = await prefect.read_flow_run(run.id)
     assert still.state is not None and still.state.name == "Suspended"
+    # The schedules stay on: another serving process or a worker may serve the deployments.
+    verify = await prefect.read_deployment_by_name(
+        "verify-connector-instances/verify-connector-instances"
+    )
+    assert verify.paused is False
 
     # The person answers (the provider's page needs no runner), then a new process comes up.
     redirect = await decide(first_link)
