@@ -6,34 +6,48 @@ authorization whose link a person may be about to use. So before the runner canc
 anything, each run of this process that waits hot is asked to end its wait now
 (`HOT_WAIT_END_REQUESTED`, an event on the run, read by the wait from the event
 stream it follows): it suspends, its process ends, and the answer resumes it on
-whichever serving process or worker is up then. The runner then cancels what is left
-(runs that do not wait, and a hot wait that did not suspend within
-`HAND_OVER_SECONDS`), as Prefect always does.
+whichever serving process or worker is up then. The request is sent again every
+`RESEND_SECONDS` to the runs still waiting hot, since a wait only hears it while its
+stream is connected (one that just paused may not have subscribed yet). A run
+answered meanwhile finishes its work within the same bound. The runner then cancels
+what is left, as Prefect always does. The whole hand-over, its requests to Prefect
+included, takes at most `OC_HAND_OVER_SECONDS` (8 s, under `docker stop`'s 10 s).
 """
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Mapping
 from uuid import UUID
 
 import anyio
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.events import Event
-from prefect.events.clients import get_events_client
+from prefect.events.clients import EventsClient, get_events_client
 from prefect.logging import get_logger
 from prefect.runner import Runner
 
 from flows.steps.hot_wait import HOT_WAIT_END_REQUESTED
 
-# Within a service manager's patience (Kubernetes waits 30 s before SIGKILL): the
-# switch to the suspension is a few requests.
-HAND_OVER_SECONDS = 20.0
-POLL_SECONDS = 0.2
+HAND_OVER_SETTING = "OC_HAND_OVER_SECONDS"
+# Under `docker stop`'s default 10 s (Kubernetes waits 30 s) before SIGKILL, so that
+# the runner's own cancels still run; the switch to the suspension is a few requests.
+DEFAULT_HAND_OVER_SECONDS = 8.0
+RESEND_SECONDS = 1.0
 
 logger = get_logger("deployments.hand_over")
+
+
+def hand_over_seconds(environ: Mapping[str, str] = os.environ) -> float:
+    """The bound on a stop's hand-over: `OC_HAND_OVER_SECONDS`, else 8 s; 0 turns it off."""
+    value = environ.get(HAND_OVER_SETTING, "").strip()
+    try:
+        seconds = float(value) if value else DEFAULT_HAND_OVER_SECONDS
+    except ValueError:
+        seconds = DEFAULT_HAND_OVER_SECONDS
+    return max(seconds, 0.0)
 
 
 def waits_hot(run: FlowRun) -> bool:
@@ -54,44 +68,48 @@ def end_requested(flow_run_id: UUID) -> Event:
     )
 
 
-async def hand_over_hot_waits(
-    client: PrefectClient,
-    in_flight: Callable[[], set[UUID]],
-    *,
-    timeout: float = HAND_OVER_SECONDS,
-) -> set[UUID]:
-    """Ask the runs of `in_flight` that wait hot to suspend now; wait until their processes end.
+async def hand_over_hot_waits(in_flight: Callable[[], set[UUID]], *, timeout: float) -> set[UUID]:
+    """Have the runs of `in_flight` that wait hot suspend; wait until their processes end.
 
     Args:
-        client: A Prefect client.
         in_flight: The runs whose processes this serving process holds, now.
-        timeout: How long to wait for those processes to end.
+        timeout: The bound on all of it, Prefect's requests included.
 
     Returns:
-        The hot waits still held when `timeout` passed (the runner cancels them).
+        The runs asked that are still held when it ends (the runner cancels them).
     """
+    asked: set[UUID] = set()
+    with anyio.move_on_after(timeout):
+        async with get_client() as client, contextlib.AsyncExitStack() as stack:
+            events: EventsClient | None = None
+            while True:
+                held = in_flight()
+                hot = await _waiting_hot(client, held)
+                if not hot and not asked & held:
+                    break
+                if hot and events is None:
+                    events = await stack.enter_async_context(get_events_client())
+                    logger.info("Stopping: %d run(s) waiting hot suspend first.", len(hot))
+                for flow_run_id in hot:
+                    await events.emit(end_requested(flow_run_id))  # type: ignore[union-attr]
+                asked |= hot
+                # The runner's own tasks see each process end; this reads their record.
+                await anyio.sleep(RESEND_SECONDS)
+    if left := asked & in_flight():
+        logger.warning("%d run(s) asked to suspend still held: the runner cancels them.", len(left))
+    return left
+
+
+async def _waiting_hot(client: PrefectClient, runs: set[UUID]) -> set[UUID]:
+    """Those of `runs` that wait hot now (a run that cannot be read is left to the runner)."""
     hot: set[UUID] = set()
-    for flow_run_id in in_flight():
+    for flow_run_id in runs:
         try:
             if waits_hot(await client.read_flow_run(flow_run_id)):
                 hot.add(flow_run_id)
-        except Exception as exc:  # left to the runner, as before
-            logger.warning("Could not read run %s (%s).", flow_run_id, type(exc).__name__)
-    if not hot:
-        return set()
-    logger.info("Stopping: %d run(s) waiting hot suspend first.", len(hot))
-    async with get_events_client() as events:
-        for flow_run_id in hot:
-            await events.emit(end_requested(flow_run_id))
-    # The runner's own tasks see each process end; this only looks at their record.
-    deadline = time.monotonic() + timeout
-    for _ in range(math.ceil(timeout / POLL_SECONDS)):
-        if not hot & in_flight() or time.monotonic() >= deadline:
-            break
-        await anyio.sleep(POLL_SECONDS)
-    if left := hot & in_flight():
-        logger.warning("%d hot wait(s) did not suspend in time: cancelled.", len(left))
-    return left
+        except Exception as exc:
+            logger.debug("Could not read run %s (%s).", flow_run_id, type(exc).__name__)
+    return hot
 
 
 class HandingOverRunner(Runner):
@@ -99,10 +117,10 @@ class HandingOverRunner(Runner):
 
     async def cancel_all(self) -> None:
         """On stop, suspend the hot waits first (`hand_over_hot_waits`), then cancel."""
-        if self.stopping:
+        seconds = hand_over_seconds()
+        if self.stopping and seconds > 0:
             try:
-                async with get_client() as client:
-                    await hand_over_hot_waits(client, self._in_flight)
+                await hand_over_hot_waits(self._in_flight, timeout=seconds)
             except Exception:  # never in the way of the stop itself
                 logger.exception("Handing the hot waits over failed; the runner cancels them.")
         await super().cancel_all()

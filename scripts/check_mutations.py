@@ -159,7 +159,7 @@ MUTATIONS = [
     (
         "a stopping serving process that lets Prefect cancel its hot waits",
         "deployments/hand_over.py",
-        "        if self.stopping:",
+        "        if self.stopping and seconds > 0:",
         "        if False:",
         "tests/unit/test_hand_over.py",
     ),

@@ -3,58 +3,71 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
+import anyio
 import pytest
+from prefect.server.events.filters import EventFilter as ServerEventFilter
+from prefect.server.events.schemas.events import Event as ServerEvent
 from prefect.states import Paused, Running, Suspended
 
 from deployments import hand_over
-from deployments.hand_over import HandingOverRunner, hand_over_hot_waits, waits_hot
+from deployments.hand_over import (
+    DEFAULT_HAND_OVER_SECONDS,
+    HandingOverRunner,
+    hand_over_hot_waits,
+    hand_over_seconds,
+    waits_hot,
+)
+from flows.steps import hot_wait
 from flows.steps.hot_wait import HOT_WAIT_END_REQUESTED
+from tests.unit.test_hot_wait_wakeups import fake_stream
 
 
-class FakePrefect:
-    """The runs' states; a read of an unknown run fails as a lost answer would."""
+class Serving:
+    """The runs a serving process holds, their states on a fake Prefect, and the requests
+    to end a hot wait it sent; a hot wait suspends (and its process ends) once it hears one.
+    """
 
-    def __init__(self, states: dict[UUID, Any]) -> None:
+    def __init__(self, states: dict[UUID, Any], *, deaf_to: int = 0, hangs: bool = False) -> None:
         self.states = states
-
-    async def read_flow_run(self, flow_run_id: UUID) -> Any:
-        if flow_run_id not in self.states:
-            raise OSError("connection reset")
-        return SimpleNamespace(id=flow_run_id, state=self.states[flow_run_id])
-
-
-class Processes:
-    """The serving process's record of the runs it holds; hot waits end once asked."""
-
-    def __init__(self, run_ids: set[UUID], *, ending: bool = True) -> None:
-        self.held = set(run_ids)
-        self.ending = ending
+        self.held = set(states)
+        self.deaf_to = deaf_to  # requests each hot wait misses (its stream not connected yet)
+        self.hangs = hangs  # Prefect never answers a read
         self.asked: list[UUID] = []
 
-    def __call__(self) -> set[UUID]:
+    def in_flight(self) -> set[UUID]:
         return set(self.held)
 
-    def events_client(self) -> Any:
-        processes = self
+    async def read_flow_run(self, flow_run_id: UUID) -> Any:
+        if self.hangs:
+            await anyio.sleep(3600)
+        state = self.states[flow_run_id]
+        if state is None:
+            raise OSError("connection reset")
+        return SimpleNamespace(id=flow_run_id, state=state)
 
-        class Events:
-            async def __aenter__(self) -> Events:
-                return self
+    async def emit(self, event: Any) -> None:
+        assert event.event == HOT_WAIT_END_REQUESTED
+        run_id = UUID(event.resource.id.removeprefix("prefect.flow-run."))
+        self.asked.append(run_id)
+        if self.asked.count(run_id) > self.deaf_to:
+            self.states[run_id] = Suspended()
+            self.held.discard(run_id)
 
-            async def __aexit__(self, *_: object) -> None: ...
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        @contextlib.asynccontextmanager
+        async def client() -> AsyncIterator[Serving]:
+            yield self
 
-            async def emit(self, event: Any) -> None:
-                assert event.event == HOT_WAIT_END_REQUESTED
-                run_id = UUID(event.resource.id.removeprefix("prefect.flow-run."))
-                processes.asked.append(run_id)
-                if processes.ending:
-                    processes.held.discard(run_id)  # it suspends, its process ends
-
-        return Events()
+        monkeypatch.setattr(hand_over, "get_client", client)
+        monkeypatch.setattr(hand_over, "get_events_client", client)
+        monkeypatch.setattr(hand_over, "RESEND_SECONDS", 0.01)
 
 
 def test_only_a_pause_in_the_runs_own_process_is_a_hot_wait() -> None:
@@ -68,57 +81,115 @@ async def test_the_hot_waits_are_asked_to_suspend_and_waited_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hot, suspended, running, unreadable = uuid4(), uuid4(), uuid4(), uuid4()
-    prefect = FakePrefect(
-        {hot: Paused(reschedule=False), suspended: Suspended(), running: Running()}
+    serving = Serving(
+        {
+            hot: Paused(reschedule=False),
+            suspended: Suspended(),
+            running: Running(),
+            unreadable: None,
+        }
     )
-    processes = Processes({hot, suspended, running, unreadable})
-    monkeypatch.setattr(hand_over, "get_events_client", processes.events_client)
-    left = await hand_over_hot_waits(prefect, processes, timeout=5)  # type: ignore[arg-type]
-    assert left == set()
+    serving.install(monkeypatch)
+    assert await hand_over_hot_waits(serving.in_flight, timeout=5) == set()
     # Only the hot wait is asked; the others are left to the runner, as before.
-    assert processes.asked == [hot]
-    assert processes() == {suspended, running, unreadable}
+    assert serving.asked == [hot]
+    assert serving.in_flight() == {suspended, running, unreadable}
+
+
+async def test_a_request_a_wait_missed_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A wait that paused a moment before the stop may not follow its event stream yet.
+    hot = uuid4()
+    serving = Serving({hot: Paused(reschedule=False)}, deaf_to=2)
+    serving.install(monkeypatch)
+    assert await hand_over_hot_waits(serving.in_flight, timeout=5) == set()
+    assert serving.asked == [hot, hot, hot]
 
 
 async def test_a_hot_wait_that_does_not_suspend_in_time_is_left_to_the_runner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hot = uuid4()
-    processes = Processes({hot}, ending=False)
-    monkeypatch.setattr(hand_over, "get_events_client", processes.events_client)
-    monkeypatch.setattr(hand_over, "POLL_SECONDS", 0.01)
-    prefect = FakePrefect({hot: Paused(reschedule=False)})
-    left = await hand_over_hot_waits(prefect, processes, timeout=0.1)  # type: ignore[arg-type]
-    assert left == {hot} and processes.asked == [hot]
+    serving = Serving({hot: Paused(reschedule=False)}, deaf_to=10**6)
+    serving.install(monkeypatch)
+    started = time.monotonic()
+    assert await hand_over_hot_waits(serving.in_flight, timeout=0.2) == {hot}
+    assert time.monotonic() - started < 2
 
 
-async def test_nothing_is_asked_when_no_run_waits_hot(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_bound_covers_prefects_own_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A server that does not answer (Prefect's client would retry for a minute) does not
+    # hold the stop past its bound.
+    serving = Serving({uuid4(): Paused(reschedule=False)}, hangs=True)
+    serving.install(monkeypatch)
+    started = time.monotonic()
+    assert await hand_over_hot_waits(serving.in_flight, timeout=0.2) == set()
+    assert time.monotonic() - started < 2
+
+
+async def test_nothing_is_sent_when_no_run_waits_hot(monkeypatch: pytest.MonkeyPatch) -> None:
+    serving = Serving({uuid4(): Running()})
+    serving.install(monkeypatch)
+
     def no_events() -> Any:
         raise AssertionError("no event is sent")
 
     monkeypatch.setattr(hand_over, "get_events_client", no_events)
-    running = uuid4()
-    prefect = FakePrefect({running: Running()})
-    assert await hand_over_hot_waits(prefect, lambda: {running}) == set()  # type: ignore[arg-type]
+    assert await hand_over_hot_waits(serving.in_flight, timeout=5) == set()
 
 
-@pytest.mark.parametrize("stopping", [True, False])
+def test_the_bound_is_a_setting_under_dockers_stop_timeout() -> None:
+    assert hand_over_seconds({}) == DEFAULT_HAND_OVER_SECONDS < 10
+    assert hand_over_seconds({"OC_HAND_OVER_SECONDS": "25"}) == 25
+    assert hand_over_seconds({"OC_HAND_OVER_SECONDS": "0"}) == 0
+    assert hand_over_seconds({"OC_HAND_OVER_SECONDS": "soon"}) == DEFAULT_HAND_OVER_SECONDS
+
+
+@pytest.mark.parametrize(("stopping", "seconds"), [(True, "8"), (False, "8"), (True, "0")])
 async def test_the_runner_hands_over_only_when_it_stops(
-    monkeypatch: pytest.MonkeyPatch, stopping: bool
+    monkeypatch: pytest.MonkeyPatch, stopping: bool, seconds: str
 ) -> None:
     order: list[str] = []
 
-    async def handed_over(client: Any, in_flight: Any, **_: Any) -> set[UUID]:
+    async def handed_over(in_flight: Any, **_: Any) -> set[UUID]:
         order.append("hand over")
         return set()
 
     async def cancelled(self: Any) -> None:
         order.append("cancel")
 
-    monkeypatch.setattr(hand_over, "get_client", lambda: contextlib.nullcontext())
+    monkeypatch.setenv("OC_HAND_OVER_SECONDS", seconds)
     monkeypatch.setattr(hand_over, "hand_over_hot_waits", handed_over)
     monkeypatch.setattr(hand_over.Runner, "cancel_all", cancelled)
     runner = object.__new__(HandingOverRunner)  # no Prefect client or server behind it
     runner.stopping = stopping
     await runner.cancel_all()
-    assert order == (["hand over", "cancel"] if stopping else ["cancel"])
+    handing_over = stopping and seconds != "0"
+    assert order == (["hand over", "cancel"] if handing_over else ["cancel"])
+
+
+async def test_prefects_server_passes_the_request_to_the_wait_it_is_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The wait's subscription filter, as Prefect's server applies it to live events.
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(hot_wait, "get_events_subscriber", fake_stream([], seen=seen))
+    run_id = uuid4()
+    await hot_wait._follow_run_events(run_id, hot_wait.StateChanges())
+    sent = seen["filter"].model_dump()
+    # As Prefect's subscriber sends it: the last minute, and a year ahead.
+    now = datetime.now(UTC)
+    sent["occurred"] = {"since": now - timedelta(minutes=1), "until": now + timedelta(days=365)}
+    server_filter = ServerEventFilter.model_validate(sent)
+
+    def event(name: str, run: UUID = run_id) -> ServerEvent:
+        return ServerEvent(
+            occurred=datetime.now(UTC),
+            event=name,
+            resource={"prefect.resource.id": f"prefect.flow-run.{run}"},
+            id=uuid4(),
+        )
+
+    assert server_filter.includes(event(HOT_WAIT_END_REQUESTED))
+    assert server_filter.includes(event("prefect.flow-run.Running"))
+    assert not server_filter.includes(event("prefect.flow-run.heartbeat"))
+    assert not server_filter.includes(event(HOT_WAIT_END_REQUESTED, uuid4()))  # another run
