@@ -5,14 +5,14 @@ rollout), cancels every run it holds. For a run in its hot wait that would end a
 authorization whose link a person may be about to use. So before the runner cancels
 anything, each run of this process that waits hot is asked to end its wait now
 (`HOT_WAIT_END_REQUESTED`, an event on the run, read by the wait from the event
-stream it follows): it suspends, its process ends, and the answer resumes it on
-whichever serving process or worker is up then. The request is sent again every
-`RESEND_SECONDS` to the runs still waiting hot, since a wait only hears it while its
-stream is connected (one that just paused may not have subscribed yet). A run
-answered meanwhile finishes its work within the same bound. The runner then cancels
-what is left, as Prefect always does. The whole hand-over, its requests to Prefect
-included, takes at most `OC_HAND_OVER_SECONDS` (8 s, under `docker stop`'s 10 s).
-"""
+stream it follows): its process ends, the run stays suspended (as it was all along),
+and the answer resumes it on whichever serving process or worker is up then. The
+request is sent again every `RESEND_SECONDS` to the runs still waiting hot, since a
+wait only hears it while its stream is connected (one that just paused may not have
+subscribed yet). A run answered meanwhile finishes its work within the same bound.
+The runner then cancels what is left, as Prefect always does. The whole hand-over,
+its requests to Prefect included, takes at most `OC_HAND_OVER_SECONDS` (8 s, under
+`docker stop`'s 10 s)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from prefect.logging import get_logger
 from prefect.runner import Runner
 
 from flows.steps.hot_wait import HOT_WAIT_END_REQUESTED
+from open_connectors.authorization import HOT_WAIT_SUFFIX
 
 HAND_OVER_SETTING = "OC_HAND_OVER_SECONDS"
 # Under `docker stop`'s default 10 s (Kubernetes waits 30 s) before SIGKILL, so that
@@ -51,12 +52,12 @@ def hand_over_seconds(environ: Mapping[str, str] = os.environ) -> float:
 
 
 def waits_hot(run: FlowRun) -> bool:
-    """Whether the run is paused in its own process (a hot wait), not suspended."""
+    """Whether the run waits under a hot wait's pause (its process may still watch it)."""
     state = run.state
     return (
         state is not None
         and state.type is StateType.PAUSED
-        and not state.state_details.pause_reschedule
+        and (state.state_details.pause_key or "").endswith(HOT_WAIT_SUFFIX)
     )
 
 
@@ -69,7 +70,7 @@ def end_requested(flow_run_id: UUID) -> Event:
 
 
 async def hand_over_hot_waits(in_flight: Callable[[], set[UUID]], *, timeout: float) -> set[UUID]:
-    """Have the runs of `in_flight` that wait hot suspend; wait until their processes end.
+    """Have the runs of `in_flight` that wait hot end their wait; wait until their processes end.
 
     Args:
         in_flight: The runs whose processes this serving process holds, now.
@@ -89,14 +90,16 @@ async def hand_over_hot_waits(in_flight: Callable[[], set[UUID]], *, timeout: fl
                     break
                 if hot and events is None:
                     events = await stack.enter_async_context(get_events_client())
-                    logger.info("Stopping: %d run(s) waiting hot suspend first.", len(hot))
+                    logger.info("Stopping: %d run(s) waiting hot end their wait first.", len(hot))
                 for flow_run_id in hot:
                     await events.emit(end_requested(flow_run_id))  # type: ignore[union-attr]
                 asked |= hot
                 # The runner's own tasks see each process end; this reads their record.
                 await anyio.sleep(RESEND_SECONDS)
     if left := asked & in_flight():
-        logger.warning("%d run(s) asked to suspend still held: the runner cancels them.", len(left))
+        logger.warning(
+            "%d run(s) asked to end their wait still held: the runner cancels them.", len(left)
+        )
     return left
 
 
@@ -116,7 +119,7 @@ class HandingOverRunner(Runner):
     """Prefect's runner, whose stop hands its hot waits over before it cancels the rest."""
 
     async def cancel_all(self) -> None:
-        """On stop, suspend the hot waits first (`hand_over_hot_waits`), then cancel."""
+        """On stop, end the hot waits first (`hand_over_hot_waits`), then cancel."""
         seconds = hand_over_seconds()
         if self.stopping and seconds > 0:
             try:

@@ -164,6 +164,20 @@ MUTATIONS = [
         "tests/unit/test_hand_over.py",
     ),
     (
+        "a hot wait that a SIGTERM ends as a crash",
+        "flows/steps/hot_wait.py",
+        "    signal.signal(signal.SIGTERM, end_wait)\n",
+        "    pass\n",
+        "tests/unit/test_tasks_hot_wait.py",
+    ),
+    (
+        "a resumed run taken by two processes",
+        "flows/steps/hot_wait.py",
+        "    except Abort:\n        return False",
+        "    except Abort:\n        return True",
+        "tests/unit/test_tasks_hot_wait.py",
+    ),
+    (
         "a hot wait deaf to the request to end it",
         "flows/steps/hot_wait.py",
         "                    changes.request_end()",

@@ -3,69 +3,69 @@
 An answer is most likely in the minutes after the link is shown. A suspended run
 needs a new flow-run process once answered (seconds of a new interpreter importing
 Prefect); a run that waits in its own process goes on at once. So a run started
-from a deployment first *pauses* in its process for `OC_HOT_WAIT_SECONDS`, and only
-then suspends (no process held) for the rest of the wait. The hot run follows its own
-state on Prefect's event stream (`prefect.flow-run.*` events of the run, the websocket
-Prefect's own clients use, on a server and on Prefect Cloud), so a resume wakes it at
-once. It also reads its state now and then, in case an event is lost: every
-`STREAM_BACKSTOP_SECONDS` while the stream is connected, every
-`OC_HOT_WAIT_POLL_SECONDS` while it is not (each read is a request the server answers,
-for every hot run, for minutes).
+from a deployment first waits in its process for `OC_HOT_WAIT_SECONDS`, then lets
+that process end, and waits on for the rest of its time holding nothing.
+
+On the server the run is suspended from the start: its wait is a pause that Prefect
+reschedules when it is resumed (`Paused` with `pause_reschedule`, under the key
+`<prompt>-hot`), exactly what a suspension is. The process only watches it: it follows
+its own state on Prefect's event stream (`prefect.flow-run.*` events of the run, the
+websocket Prefect's own clients use, on a server and on Prefect Cloud), so a resume
+wakes it at once, and it also reads its state now and then, in case an event is lost:
+every `STREAM_BACKSTOP_SECONDS` while the stream is connected, every
+`OC_HOT_WAIT_POLL_SECONDS` while it is not. Once resumed (Prefect schedules the run
+again) the process takes the run back the way a runner or worker takes a scheduled
+run: it proposes Pending, which Prefect accepts for one of them only, then Running,
+and goes on with the answer. Should a runner or worker take it first, that one runs
+the flow again from the top and finds the answer stored under the hot key; this
+process ends without touching the run.
+
+So nothing has to change when the window ends, and nothing is lost when the process
+ends early, however it ends: the window's end, a serving process or worker that
+stops (SIGTERM), a killed container, a lost machine. The run stays suspended, and the
+answer resumes it on whichever serving process or worker is up then. A SIGTERM while
+the process waits ends the wait quietly, instead of Prefect's crash report that would
+end the run.
 
 Hot waits are bounded by the Prefect global concurrency limit
 `open-connectors-hot-waits` (`OC_HOT_WAIT_LIMIT` slots when the flow creates it;
 change it in the Prefect UI under Concurrency): beyond it a run suspends at once,
-so any number of waiting authorizations holds at most that many processes (plus, for
-a moment, a cancelled one). Slots are leases: a run being cancelled gives its slot
-back as soon as its wait sees the cancel (the runner may kill the process before it
-ends; until then K + 1 processes may wait hot); a process that dies gives its slot
-back when the lease runs out.
+so any number of waiting authorizations holds at most that many processes. Slots
+are leases: given back when the wait ends, or when the lease (the window plus a
+minute) runs out for a process that died.
 
-The switch from hot to suspended goes through Prefect's orchestration, never around
-it: the run resumes itself with an empty answer (`POST /flow_runs/{id}/resume`),
-which Prefect refuses when the run was answered, cancelled or expired in the
-meantime. An answer that won that race is read and used; a cancel or an expiry is
-respected. Between the self-resume and the suspension the run is Running for a
-moment: a callback arriving then waits for the suspension (the receiver's
-early-callback path) and is not lost. The server-side pause deadline is the hot
-window plus a grace period, so a process that dies while it waits hot leaves a run
-that expires within the grace, rather than one that would be resumed with nobody to run
-it. The grace (5 minutes) outlasts the waits of Prefect's client retrying the switch's
-requests on a loaded server: a pause that expires first fails a live run and turns its
-answer away. The price: when a whole serving machine dies, an answer that comes within
-the window and the grace resumes a run nobody runs any more (it stays Running).
-
-A serving process that is stopped (SIGTERM: a restart, `docker stop`, a Kubernetes
-rollout) would have Prefect's runner cancel every run it holds, hot waits included.
-Instead it first asks its hot waits to end now (`HOT_WAIT_END_REQUESTED`, an event on
-the run, delivered by the stream the wait already follows): each switches to its
-suspension at once, through the same orchestrated switch as at the window's end, and
-whichever serving process or worker is up when the answer arrives carries it on.
+A serving process that is stopped asks its hot waits to end first
+(`HOT_WAIT_END_REQUESTED`, an event on the run, delivered by the stream the wait
+already follows; `deployments.hand_over`): otherwise Prefect's runner would cancel
+every run it holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import anyio
 from prefect import get_run_logger
+from prefect._flow_run_suspension import mark_flow_run_suspension_requested
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.client.schemas.responses import SetStateStatus
+from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import Abort, ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.logging import get_logger
-from prefect.states import Paused
+from prefect.states import Paused, Pending, Running
 from prefect.utilities.engine import propose_state
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,22 +74,23 @@ from starlette import status
 from open_connectors import RunEndedWhileWaitingError
 
 HOT_WAIT_LIMIT = "open-connectors-hot-waits"
-# Emitted on a run (`prefect.flow-run.<id>`) to end its hot wait now: it suspends.
+# Emitted on a run (`prefect.flow-run.<id>`) to end its hot wait now: its process ends.
 HOT_WAIT_END_REQUESTED = "open-connectors.hot-wait.end-requested"
 # How long a hot wait leaves a cancel to the runner before it stops by itself.
 CANCEL_PATIENCE_SECONDS = 60.0
+# A slot's lease outlives the window by this much: a process that died gives it back then.
+LEASE_MARGIN_SECONDS = 60.0
 # Prefect announces a state change before its API shows it (the event is sent before
 # the transaction commits): after an event, the run reads its state again this often,
 # this many times, before it falls back to the poll interval.
 RECHECK_SECONDS = 0.05
 RECHECKS = 10
-# The requests that may follow the window's end before the switch's outcome: a read of
-# the state begun just before it, the self-resume, and the read of the state it left.
-SWITCH_REQUESTS = 3
 # While the event stream is connected, reads of the state are only a backstop for a
 # lost event: a resume wakes the run through the stream at once.
 STREAM_BACKSTOP_SECONDS = 15.0
-_NOT_AN_END_OF_WAIT = ("heartbeat", "Scheduled", "Late", "Pending", "Submitting", "Paused")
+# States a run passes through before it waits, and its heartbeats: the stream first
+# replays the last minute, and these never end a wait. A resume is `Resuming`.
+_NOT_AN_END_OF_WAIT = ("heartbeat", "Scheduled", "Late", "Paused")
 
 R = TypeVar("R", bound=RunInput)
 
@@ -102,11 +103,6 @@ class HotWaitSettings(BaseSettings):
         limit: Hot waits at once, when the flow creates the concurrency limit.
         poll_seconds: How often a hot run reads its state while Prefect's event stream is
             unavailable (while it is connected, every `STREAM_BACKSTOP_SECONDS`).
-        grace_seconds: How long past the window the server keeps a hot pause alive: the
-            switch's requests must land within it, on a loaded server too (Prefect's client
-            waits about a minute in all between its retries of a refused request, and up to
-            `SWITCH_REQUESTS` of them follow the window's end), yet a run whose serving
-            machine died expires that soon after its window.
     """
 
     model_config = SettingsConfigDict(env_prefix="OC_HOT_WAIT_", extra="ignore")
@@ -114,7 +110,6 @@ class HotWaitSettings(BaseSettings):
     seconds: float = Field(default=180.0, ge=0, le=3600)
     limit: int = Field(default=4, ge=1, le=1000)
     poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    grace_seconds: float = Field(default=300.0, ge=10, le=3600)
 
     @property
     def enabled(self) -> bool:
@@ -122,16 +117,42 @@ class HotWaitSettings(BaseSettings):
         return self.seconds > 0
 
 
+@dataclass(frozen=True)
+class HandedBack:
+    """The hot wait ended without an answer for this process, which ends here.
+
+    The process must end without changing the run's state (`end_process`): a run
+    still suspended is resumed by the answer on whichever serving process or worker is
+    up then; a run cancelled (or expired) meanwhile stays so.
+
+    Attributes:
+        state: The run's state as this process last saw it.
+    """
+
+    state: State
+
+    @property
+    def suspended(self) -> bool:
+        """Whether the run still waits (suspended), rather than ended."""
+        return self.state.is_paused()
+
+
 async def wait_hot(
-    form: type[R], *, run: FlowRun, key: str, window: float, settings: HotWaitSettings
-) -> R | None:
-    """Pause in this process for at most `window` seconds; the answer, or None to suspend.
+    form: type[R],
+    *,
+    run: FlowRun,
+    key: str,
+    window: float,
+    timeout: float,
+    settings: HotWaitSettings,
+) -> R | HandedBack | None:
+    """Wait in this process for at most `window` seconds, suspended on the server for `timeout`.
 
-    None means no answer came in time (or no hot slot was free): the run is Running
-    again and the caller suspends it. `window` never exceeds the wait that is left.
-
-    Raises:
-        RunEndedWhileWaitingError: The run was cancelled or expired meanwhile.
+    Returns:
+        The answer, with the run Running again in this process; `HandedBack` when this
+        process ends without it (no answer in time, a runner took the answered run first,
+        the process is stopping, the run was cancelled); None when no hot slot was free
+        (nothing was changed: the caller suspends the run).
     """
     logger = get_run_logger()
     async with get_client() as client:
@@ -140,29 +161,40 @@ async def wait_hot(
             # would refuse a request for a slot of it as invalid.
             logger.info("The hot-wait limit %s has 0 slots: the run suspends now.", HOT_WAIT_LIMIT)
             return None
-        lease_seconds = max(window + settings.grace_seconds, 60.0)
-        async with _hot_slot(client, lease_seconds) as slot:
+        async with _hot_slot(client, window + LEASE_MARGIN_SECONDS) as slot:
             if slot is None:
                 logger.info(
                     "Every hot-wait slot (%s) is taken: the run suspends now.", HOT_WAIT_LIMIT
                 )
                 return None
             logger.info(
-                "Waiting for the authorization in this process for %.0f s, then suspended.",
+                "Waiting for the authorization in this process for %.0f s (the run is "
+                "suspended meanwhile: an answer after that resumes it in a new process).",
                 window,
             )
-            return await _pause_in_process(
-                form, run=run, key=key, window=window, settings=settings, slot=slot
+            return await _wait_suspended_in_process(
+                form, run=run, key=key, window=window, timeout=timeout, settings=settings, slot=slot
             )
 
 
 async def stored_hot_answer(form: type[R], *, run: FlowRun, key: str) -> R:
     """What the hot wait `key` of this run received (empty once it was read and deleted).
 
-    For a re-run whose earlier process waited hot under `key`: the same form is never
-    shown twice, as Prefect hands back the input of a suspension that already fired.
+    For the run's next process after its hot wait ended (the window's end, a stop, a
+    process lost): the answer resumed the run, and it runs again from the top. The same
+    form is never shown twice, as Prefect hands back the input of a suspension that
+    already fired.
     """
     return await form.aload(_hot_keyset(key), flow_run_id=run.id)
+
+
+def end_process(left: HandedBack, run: FlowRun) -> None:
+    """Have Prefect end this process at the flow's next step, leaving the run's state as is.
+
+    Prefect's own way for a suspension made from inside the run (`asuspend_flow_run`
+    with a `flow_run_id`): its engine then ends the process without proposing a state.
+    """
+    mark_flow_run_suspension_requested(run.id, left.state)
 
 
 def _hot_keyset(key: str) -> dict[str, str]:
@@ -172,7 +204,7 @@ def _hot_keyset(key: str) -> dict[str, str]:
 
 class HotSlot:
     """A hot-wait slot held under a lease, given back once: at the end of the wait, or
-    as soon as the run is being cancelled (its process may be killed before it ends).
+    as soon as the wait sees the run ended.
     """
 
     def __init__(self, client: PrefectClient, lease_id: UUID) -> None:
@@ -229,18 +261,17 @@ async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterato
         await slot.release()
 
 
-async def _pause_in_process(
+async def _wait_suspended_in_process(
     form: type[R],
     *,
     run: FlowRun,
     key: str,
     window: float,
+    timeout: float,
     settings: HotWaitSettings,
     slot: HotSlot,
-) -> R | None:
-    proposed = Paused(
-        timeout_seconds=int(window + settings.grace_seconds), reschedule=False, pause_key=key
-    )
+) -> R | HandedBack:
+    proposed = Paused(timeout_seconds=max(1, round(timeout)), reschedule=True, pause_key=key)
     keyset = _hot_keyset(key)
     proposed.state_details.run_input_keyset = keyset
     async with get_client() as client:
@@ -250,38 +281,136 @@ async def _pause_in_process(
             return await form.aload(keyset, flow_run_id=run.id)
         if not state.is_paused():
             raise RunEndedWhileWaitingError(f"The run could not wait: it is {state.type.value}.")
+        suspension = HandedBack(state)
         await form.asave(keyset, flow_run_id=run.id)
         deadline = time.monotonic() + window
         rechecks = 0
         async with _state_changes(run.id, since=state.timestamp) as changes:
-            while (left := deadline - time.monotonic()) > 0 and not changes.end_requested:
-                current = await client.read_flow_run(run.id)
-                answered = await _answered(client, current, slot=slot)
-                if answered:
-                    return await form.aload(keyset, flow_run_id=run.id)
-                pause = next_read_in(
-                    rechecks, connected_for=changes.connected_for(), settings=settings
-                )
-                rechecks = max(0, rechecks - 1)
-                if await changes.wait(min(pause, left)):
-                    rechecks = RECHECKS
+            with _sigterm_ends(changes) as sigterm:
+                while not changes.end_requested:
+                    current = await client.read_flow_run(run.id)
+                    if _resumed(current):
+                        break
+                    if (left := deadline - time.monotonic()) <= 0:
+                        return suspension
+                    pause = next_read_in(
+                        rechecks, connected_for=changes.connected_for(), settings=settings
+                    )
+                    rechecks = max(0, rechecks - 1)
+                    if await changes.wait(min(pause, left)):
+                        rechecks = RECHECKS
         if changes.end_requested:
+            if sigterm.received and _cancelled(await client.read_flow_run(run.id)):
+                # The runner's or worker's cancel: Prefect's own handling of it.
+                await slot.release()
+                sigterm.deliver_to_prefect()
+            # Stopping: the run stays suspended, and a resume meanwhile is for the
+            # serving process or worker that takes it (even if that is this one's peer).
             get_run_logger().info(
-                "The serving process is stopping: the run suspends now; the answer "
-                "resumes it on whichever serving process or worker is up then."
+                "This process is stopping: the run stays suspended; the answer resumes it "
+                "on whichever serving process or worker is up then."
             )
-        # Resume ourselves through orchestration: refused if somebody else was first.
-        result = await client.resume_flow_run(run.id, run_input={})
-        current = await client.read_flow_run(run.id)
-        if await _answered(client, current, slot=slot):
-            if result.status != SetStateStatus.ACCEPT:
-                # Somebody else resumed it first: that was the answer.
-                return await form.aload(keyset, flow_run_id=run.id)
-            return None
-        raise RunEndedWhileWaitingError(
-            "The run stopped waiting while it waited in process "
-            f"({current.state.type.value if current.state else 'no state'})."
-        )
+            return suspension
+        if _cancelled(current):
+            await slot.release()
+            current = await _wait_for_the_cancel(client, run.id)
+        if current.state is not None and current.state.is_final():
+            # Cancelled (at once, as a suspended run) or expired: nothing to propose.
+            await slot.release()
+            return HandedBack(current.state)
+        if not await _take_back(client, run.id):
+            get_run_logger().info("A runner took the answered run first: it goes on there.")
+            return suspension
+        return await form.aload(keyset, flow_run_id=run.id)
+
+
+class _SigtermWhileWaiting:
+    """What `_sigterm_ends` saw: whether a SIGTERM came, and Prefect's handler to give it to."""
+
+    def __init__(self, previous: Any) -> None:
+        self.received = False
+        self._previous = previous
+
+    def deliver_to_prefect(self) -> None:
+        """Handle the SIGTERM as Prefect would have (a cancel ends the run Cancelled)."""
+        if callable(self._previous):
+            self._previous(signal.SIGTERM, None)
+
+
+@contextlib.contextmanager
+def _sigterm_ends(changes: StateChanges) -> Iterator[_SigtermWhileWaiting]:
+    """While the process waits, a SIGTERM ends the wait instead of the process.
+
+    A worker or serving process that stops, a container stopped: the run stays
+    suspended and the process ends quietly. Prefect's own handler would report the run
+    Crashed, ending an authorization whose link a person may be about to use. The
+    caller hands a cancel's SIGTERM (the run is being cancelled) back to Prefect. Only
+    in the main thread, where Python runs signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield _SigtermWhileWaiting(None)
+        return
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+    seen = _SigtermWhileWaiting(previous)
+
+    def end_wait(signum: int, frame: Any) -> None:
+        seen.received = True
+        loop.call_soon_threadsafe(changes.request_end)
+
+    signal.signal(signal.SIGTERM, end_wait)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _cancelled(run: FlowRun) -> bool:
+    """Whether the run is being cancelled or was."""
+    state = run.state
+    return state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED)
+
+
+async def _wait_for_the_cancel(client: PrefectClient, flow_run_id: UUID) -> FlowRun:
+    """While the run is Cancelling, wait for the runner or worker to end this process.
+
+    Prefect's handler of its SIGTERM then ends the run Cancelled, as for any run. The
+    run as last read when it left Cancelling without that.
+
+    Raises:
+        RunEndedWhileWaitingError: Still Cancelling after `CANCEL_PATIENCE_SECONDS`.
+    """
+    patience = time.monotonic() + CANCEL_PATIENCE_SECONDS
+    while time.monotonic() < patience:
+        run = await client.read_flow_run(flow_run_id)
+        if run.state is None or run.state.type is not StateType.CANCELLING:
+            return run
+        await anyio.sleep(1.0)
+    raise RunEndedWhileWaitingError("The run is being cancelled.")
+
+
+async def _take_back(client: PrefectClient, flow_run_id: UUID) -> bool:
+    """Claim the resumed run for this process, as a runner claims a scheduled run.
+
+    Prefect accepts Pending for one claimant only and aborts the others
+    (`PreventPendingTransitions`). A claim that Prefect's client sent again after its
+    answer was lost is answered with the run's state, this claim's Pending (Prefect's
+    client gives each proposal a transition id, `PreventDuplicateTransitions`). Then
+    Running, from this process's own Pending.
+
+    Raises:
+        RunEndedWhileWaitingError: The run was cancelled between the claim and its start.
+    """
+    try:
+        state = await propose_state(client=client, state=Pending(), flow_run_id=flow_run_id)
+    except Abort:
+        return False
+    if not state.is_pending():
+        return False
+    state = await propose_state(client=client, state=Running(), flow_run_id=flow_run_id)
+    if not state.is_running():
+        raise RunEndedWhileWaitingError(f"The run ended as it was resumed: {state.type.value}.")
+    return True
 
 
 def next_read_in(rechecks: int, *, connected_for: float | None, settings: HotWaitSettings) -> float:
@@ -322,7 +451,7 @@ class StateChanges:
         self._changed.set()
 
     def request_end(self) -> None:
-        """End the wait now (the caller then switches to the suspension)."""
+        """End the wait now (the caller leaves the run suspended and its process ends)."""
         self.end_requested = True
         self._changed.set()
 
@@ -402,32 +531,11 @@ async def _follow_run_events(
             changes.notify()
 
 
-async def _answered(client: PrefectClient, run: FlowRun, *, slot: HotSlot) -> bool:
-    """Whether the hot pause is over (resumed); raise when the run ended instead.
-
-    A cancel wins: while the run is Cancelling, nothing is proposed and this process
-    waits for the runner or worker to end it (as it ends any cancelled run). The slot is
-    given back first: the process may be killed before its own cleanup runs.
-
-    Raises:
-        RunEndedWhileWaitingError: The run is cancelled, failed, crashed or completed.
-    """
+def _resumed(run: FlowRun) -> bool:
+    """Whether the wait is over: resumed (Prefect scheduled the run again), taken by a
+    runner or worker (Pending, Running), cancelled or ended."""
     state = run.state
-    patience = time.monotonic() + CANCEL_PATIENCE_SECONDS
-    if state is not None and state.type is StateType.CANCELLING:
-        await slot.release()
-    while state is not None and state.type is StateType.CANCELLING:
-        if time.monotonic() > patience:
-            raise RunEndedWhileWaitingError("The run is being cancelled.")
-        await anyio.sleep(1.0)
-        state = (await client.read_flow_run(run.id)).state
-    if state is None:
-        return False
-    if state.type is StateType.RUNNING:
-        return True
-    if state.is_final():
-        raise RunEndedWhileWaitingError(f"The run ended while it waited: {state.type.value}.")
-    return False
+    return state is not None and state.type is not StateType.PAUSED
 
 
 async def ensure_hot_wait_limit(client: PrefectClient, limit: int) -> int:

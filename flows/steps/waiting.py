@@ -1,11 +1,12 @@
 """Waiting for the person's answer: suspend or pause the run, read the answer, forget it.
 
-Started from a deployment, the run first waits hot, in its own process, for a short
-window (`flows.steps.hot_wait`), then suspends (no process held; Prefect runs the
-flow again from the top after the resume, and the same suspension key then hands
-back the stored answer). Started directly, it pauses in its process. An empty or
-malformed answer shows the form again, under the next key, at most `MAX_PROMPTS`
-times. The stored answer is deleted once read: Prefect keeps run input in clear.
+Started from a deployment, the run suspends (no process held; Prefect runs the flow
+again from the top after the resume, and the same suspension key then hands back the
+stored answer), but its process first watches the suspension for a short window and
+goes on itself when the answer comes within it (`flows.steps.hot_wait`). Started
+directly, it pauses in its process. An empty or malformed answer shows the form
+again, under the next key, at most `MAX_PROMPTS` times. The stored answer is deleted
+once read: Prefect keeps run input in clear.
 Each prompt that starts a wait emits `open-connectors.consent.requested` with the link.
 """
 
@@ -26,7 +27,13 @@ from prefect.utilities.urls import url_for
 
 from flows.steps.consent import AuthorizationAnswer, ConsentLink, consent_description
 from flows.steps.events import CONSENT_REQUESTED, emit_consent_event
-from flows.steps.hot_wait import HotWaitSettings, stored_hot_answer, wait_hot
+from flows.steps.hot_wait import (
+    HandedBack,
+    HotWaitSettings,
+    end_process,
+    stored_hot_answer,
+    wait_hot,
+)
 from flows.steps.run_identity import current_flow_run
 from flows.steps.run_state_key import run_state_key
 from open_connectors import (
@@ -85,10 +92,10 @@ async def wait_for_answer(
             )
         )
         if suspend and hot_key in fired and key not in fired:
-            # This prompt ended in its hot wait, in an earlier process of this run (its
-            # answer was unusable and the form shown again, or the run is retried):
-            # hand back what it received, as Prefect does for a fired suspension, and
-            # never wait on it a second time.
+            # This prompt's wait began hot, in an earlier process of this run (which
+            # ended before the answer, or whose answer was unusable and the form shown
+            # again): hand back what it received, as Prefect does for a fired
+            # suspension, and never wait on it a second time.
             answer = await stored_hot_answer(form, run=run, key=hot_key)
         elif suspend:
             answer = None
@@ -98,7 +105,22 @@ async def wait_for_answer(
                 announce_waiting(consent, run, expires_at)
                 announced = True
                 window = min(hot.seconds, timeout_seconds)
-                answer = await wait_hot(form, run=run, key=hot_key, window=window, settings=hot)
+                waited = await wait_hot(
+                    form,
+                    run=run,
+                    key=hot_key,
+                    window=window,
+                    timeout=timeout_seconds,
+                    settings=hot,
+                )
+                if isinstance(waited, HandedBack):
+                    end_process(waited, run)
+                    if waited.suspended:
+                        _log_suspended(expires_at)
+                    else:
+                        logger.info("The run ended while it waited (%s).", waited.state.type.value)
+                    return None
+                answer = waited
             if answer is None:
                 left = timeout_seconds - (time.monotonic() - started)
                 answer = await asuspend_flow_run(
@@ -111,11 +133,7 @@ async def wait_for_answer(
                 # only when the run waited hot first).
                 if not announced:
                     announce_waiting(consent, run, expires_at)
-                logger.info(
-                    "Waiting for the authorization until %s UTC. The run is suspended: no "
-                    "process is held while it waits.",
-                    f"{expires_at:%Y-%m-%d %H:%M}",
-                )
+                _log_suspended(expires_at)
                 return None
         else:
             announce_waiting(consent, run, expires_at)
@@ -251,6 +269,14 @@ async def forget_unread_answers(flow: Any, flow_run: FlowRun, state: State) -> N
             flow_run_logger(flow_run, flow).warning(
                 "Could not delete the run's unread answers: %s", type(exc).__name__
             )
+
+
+def _log_suspended(expires_at: datetime) -> None:
+    get_run_logger().info(
+        "Waiting for the authorization until %s UTC. The run is suspended: no process is "
+        "held while it waits.",
+        f"{expires_at:%Y-%m-%d %H:%M}",
+    )
 
 
 def _duration(seconds: int) -> str:

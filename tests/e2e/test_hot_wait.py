@@ -44,9 +44,6 @@ HOT = {
     "OC_HOT_WAIT_SECONDS": str(WINDOW),
     "OC_HOT_WAIT_LIMIT": str(SLOTS),
     "OC_HOT_WAIT_POLL_SECONDS": "60",
-    # A pause and a slot's lease of window + 60 s, so a leaked slot frees itself within
-    # `wait_for_free_hot_slots`'s patience.
-    "OC_HOT_WAIT_GRACE_SECONDS": "60",
     "OC_CALLBACK_ANSWER_WITHIN_SECONDS": str(ANSWER_WITHIN),
 }
 
@@ -67,6 +64,16 @@ async def state_names(client: PrefectClient, run_id: UUID) -> list[str]:
     """The names of every state the run went through, oldest first."""
     states = await client.read_flow_run_states(run_id)
     return [state.name or "" for state in sorted(states, key=lambda s: s.timestamp)]
+
+
+def waits_suspended(run: FlowRun) -> bool:
+    """Whether the run waits suspended: resumed, Prefect schedules it again."""
+    state = run.state
+    return (
+        state is not None
+        and state.type == StateType.PAUSED
+        and bool(state.state_details.pause_reschedule)
+    )
 
 
 async def first_pause(client: PrefectClient, run_id: UUID) -> float:
@@ -119,8 +126,11 @@ async def test_an_answer_inside_the_window_completes_without_a_new_process(
         # Woken by the run's Running event, not by the end of the window (no poll in it).
         assert final.state.timestamp.timestamp() - answered_at < WINDOW / 2
         names = await state_names(prefect, run.id)
-        # Never suspended, never rescheduled: the same process went on.
-        assert "Suspended" not in names and "Resuming" not in names, names
+        # The waiting process took the resumed run back itself (Pending, then Running):
+        # no runner started it again (a runner proposes Pending, then Submitting).
+        resumed = names[names.index("Resuming") + 1 :]
+        assert resumed[:2] == ["Pending", "Running"] and "Submitting" not in resumed, names
+        assert "Suspended" not in names, names
         limit = await prefect.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)
         assert limit.limit == SLOTS
     async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
@@ -136,12 +146,16 @@ async def test_beyond_the_limit_a_run_suspends_at_once_and_after_the_window_all_
         waiting = [(await wait_for_form(prefect, run.id))[0] for run in runs]
         names = sorted(run.state.name for run in waiting if run.state is not None)
         assert names == ["Paused"] * SLOTS + ["Suspended"], names
-        # After the window every run has given its process back and waits suspended.
+        # After the window every run has given its process back and waits suspended,
+        # its state untouched (a hot wait is a suspension from its start).
         last_pause = max([await first_pause(prefect, run.id) for run in runs])
         await asyncio.sleep(max(0.0, last_pause + WINDOW + 8 - time.time()))
         for run in runs:
             current = await prefect.read_flow_run(run.id)
-            assert current.state is not None and current.state.name == "Suspended", current.state
+            assert waits_suspended(current), current.state
+        (serving,) = [process for process in hot_stack.serving if process.is_running()]
+        assert not flow_run_processes(serving.pid)
+        await wait_for_free_hot_slots(prefect, timeout=CANCELLED_SLOT_BACK_WITHIN)
         for run in runs:
             await answer_through_receiver(await consent_redirect(prefect, run))
         finals = [await wait_for_final(prefect, run.id, timeout=120) for run in runs]
@@ -151,7 +165,9 @@ async def test_beyond_the_limit_a_run_suspends_at_once_and_after_the_window_all_
             assert "authorization-2" not in (keys or set()), keys  # never asked twice
 
 
-async def test_answers_landing_around_the_switch_are_never_lost(hot_stack: LocalStack) -> None:
+async def test_answers_landing_around_the_end_of_the_window_are_never_lost(
+    hot_stack: LocalStack,
+) -> None:
     async with get_client() as prefect:
         runs: list[FlowRun] = []
         for n in range(3):
@@ -164,7 +180,7 @@ async def test_answers_landing_around_the_switch_are_never_lost(hot_stack: Local
             await asyncio.sleep(max(0.0, moment - time.time()))
             await answer_through_receiver(redirect)
 
-        # Each answer lands near its run's switch from hot to suspended.
+        # Each answer lands near the end of its run's window, as its process ends.
         offsets = [-0.3, 0.0, 0.3]
         await asyncio.gather(
             *(
@@ -273,14 +289,16 @@ async def test_a_prompt_that_ended_in_its_hot_wait_is_not_asked_again_after_a_su
         assert waiting.state is not None and waiting.state.name == "Paused"
         await prefect.resume_flow_run(run.id, run_input={})
         deadline = time.monotonic() + WINDOW + 60
+        (serving,) = [process for process in hot_stack.serving if process.is_running()]
         while True:
             current = await prefect.read_flow_run(run.id)
             keys = current.empirical_policy.pause_keys or set()
-            if current.state is not None and current.state.name == "Suspended":
-                break
+            if "authorization-2-hot" in keys and not flow_run_processes(serving.pid):
+                break  # prompt 2 waited hot, and its process ended with the window
             assert time.monotonic() < deadline, (current.state, keys)
             await asyncio.sleep(0.5)
-        assert "authorization-2" in keys and "authorization-1" not in keys, keys
+        assert waits_suspended(current), current.state
+        assert "authorization-1" not in keys and "authorization-2" not in keys, keys
         await answer_through_receiver(await consent_redirect(prefect, run))
         final = await wait_for_final(prefect, run.id, timeout=120)
         assert final.state is not None and final.state.is_completed(), final.state
@@ -334,13 +352,52 @@ async def test_a_stopped_serving_process_hands_its_hot_wait_over_instead_of_canc
         (serving,) = [process for process in hot_stack.serving if process.is_running()]
         os.kill(serving.pid, signal.SIGTERM)
         serving.popen.wait(timeout=60)
+        # The serving process ended well before the window did, leaving the run suspended.
+        assert time.time() - paused_at < WINDOW / 2
         current = await prefect.read_flow_run(run.id)
-        assert current.state is not None and current.state.name == "Suspended", current.state
-        assert current.state.timestamp.timestamp() - paused_at < WINDOW / 2
+        assert waits_suspended(current), current.state
         names = await state_names(prefect, run.id)
         assert not {"Cancelling", "Cancelled", "Crashed"} & set(names), names
         await wait_for_free_hot_slots(prefect, timeout=CANCELLED_SLOT_BACK_WITHIN)
         hot_stack.start_serving("serve-again")
+        await answer_through_receiver(await consent_redirect(prefect, run))
+        final = await wait_for_final(prefect, run.id, timeout=120)
+        assert final.state is not None and final.state.is_completed(), final.state
+    async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
+
+
+@pytest.mark.parametrize("stop", ["SIGKILL to the group", "SIGTERM to the group"])
+async def test_a_hot_wait_whose_serving_process_is_gone_is_completed_by_the_next_one(
+    hot_stack: LocalStack, stop: str
+) -> None:
+    # SIGKILL: the serving machine or container is lost, nobody reports anything.
+    # SIGTERM to the whole group (systemd's default): the run's own process gets it too,
+    # where Prefect would report the run Crashed. Either way the run waits on, suspended,
+    # and the answer completes it on the next serving process, once.
+    async with get_client() as prefect:
+        await wait_for_free_hot_slots(prefect)
+        run = await start_authorization(f"Lost serving ERP {stop.split()[0]}")
+        waiting, _ = await wait_for_form(prefect, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        (serving,) = [process for process in hot_stack.serving if process.is_running()]
+        (waiting_process,) = flow_run_processes(serving.pid)
+        if stop.startswith("SIGKILL"):
+            serving.kill()
+        else:
+            os.killpg(serving.pid, signal.SIGTERM)
+            serving.popen.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while os.path.exists(f"/proc/{waiting_process}"):
+            assert time.monotonic() < deadline, "the run's process did not end"
+            await asyncio.sleep(0.2)
+        serving.stop()
+        current = await prefect.read_flow_run(run.id)
+        assert waits_suspended(current), current.state
+        names = await state_names(prefect, run.id)
+        assert not {"Cancelling", "Cancelled", "Crashed"} & set(names), names
+        hot_stack.start_serving(f"serve-after-{stop.split()[0].lower()}")
         await answer_through_receiver(await consent_redirect(prefect, run))
         final = await wait_for_final(prefect, run.id, timeout=120)
         assert final.state is not None and final.state.is_completed(), final.state

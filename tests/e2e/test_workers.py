@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,10 +13,20 @@ import pytest
 from prefect.client.orchestration import get_client
 
 import flows
-from tests.e2e.conftest import DEPLOYMENT, SUSPEND_AT_ONCE, SandboxAdmin
+from tests.e2e.conftest import (
+    DEPLOYMENT,
+    SUSPEND_AT_ONCE,
+    SandboxAdmin,
+    consent_redirect,
+    run_tag,
+    start_authorization,
+)
 from tests.e2e.leak_audit import LeakAudit
-from tests.e2e.scenarios import suspend_and_resume
+from tests.e2e.scenarios import state_names, suspend_and_resume
+from tooling.devstack.consent import deliver
 from tooling.devstack.processes import ManagedProcess
+from tooling.devstack.proctree import process_tree
+from tooling.devstack.runs import wait_for_final, wait_for_form
 from tooling.devstack.stack import LocalStack, local_stack
 from tooling.devstack.workers import WORK_POOL, create_process_pool, deploy_all
 
@@ -69,3 +82,44 @@ async def test_a_run_waiting_when_its_worker_is_killed_completes_on_another_work
     run_id = str(final.id)
     assert run_id in first.log_path.read_text(errors="replace")
     assert run_id in second[0].log_path.read_text(errors="replace")
+
+
+@pytest.mark.timeout(600)
+async def test_a_run_waiting_hot_when_its_worker_is_stopped_completes_on_another_worker(
+    stack: LocalStack,
+) -> None:
+    # SIGTERM to the worker (a restart, `docker stop`): the worker stops the run's process
+    # with SIGTERM on its way out, and nobody reports anything afterwards. The run waited
+    # hot in that process; it waits on, suspended, and the next worker completes it.
+    hot = {"OC_HOT_WAIT_SECONDS": "120"}
+    for earlier in stack.workers:  # their runs suspend at once; this one's wait hot
+        earlier.stop()
+    first = stack.start_worker("worker-hot-first", environment=hot)
+    async with get_client() as client:
+        run = await start_authorization("Worker hot ERP")
+        waiting, _ = await wait_for_form(client, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        run_processes = set(process_tree([first.pid])) - {first.pid}
+        assert run_processes
+        os.kill(first.pid, signal.SIGTERM)
+        first.popen.wait(timeout=60)
+        for _ in range(150):
+            if not any(os.path.exists(f"/proc/{pid}") for pid in run_processes):
+                break
+            await asyncio.sleep(0.2)
+        current = await client.read_flow_run(run.id)
+        assert current.state is not None and current.state.state_details.pause_reschedule, (
+            current.state
+        )
+        names = await state_names(client, run.id)
+        assert not {"Crashed", "Cancelling", "Cancelled"} & set(names), names
+        second = stack.start_worker("worker-hot-second", environment=hot)
+        async with httpx.AsyncClient(timeout=60) as browser:
+            page = await deliver(await consent_redirect(client, run), client=browser)
+        assert page.status_code == 200, page.text
+        final = await wait_for_final(client, run.id, timeout=180)
+        assert final.state is not None and final.state.is_completed(), final.state
+    async with httpx.AsyncClient(base_url=stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
+    assert str(run.id) in second.log_path.read_text(errors="replace")

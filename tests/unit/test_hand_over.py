@@ -29,6 +29,11 @@ from flows.steps.hot_wait import HOT_WAIT_END_REQUESTED
 from tests.unit.test_hot_wait_wakeups import fake_stream
 
 
+def hot_pause() -> Any:
+    """A hot wait's pause: suspended on the server, watched by its process."""
+    return Paused(reschedule=True, pause_key="authorization-1-hot")
+
+
 class Serving:
     """The runs a serving process holds, their states on a fake Prefect, and the requests
     to end a hot wait it sent; a hot wait suspends (and its process ends) once it hears one.
@@ -57,7 +62,7 @@ class Serving:
         run_id = UUID(event.resource.id.removeprefix("prefect.flow-run."))
         self.asked.append(run_id)
         if self.asked.count(run_id) > self.deaf_to:
-            self.states[run_id] = Suspended()
+            # Its process ends; the run stays suspended under the hot wait's pause.
             self.held.discard(run_id)
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,9 +75,9 @@ class Serving:
         monkeypatch.setattr(hand_over, "RESEND_SECONDS", 0.01)
 
 
-def test_only_a_pause_in_the_runs_own_process_is_a_hot_wait() -> None:
-    assert waits_hot(SimpleNamespace(state=Paused(reschedule=False)))  # type: ignore[arg-type]
-    assert not waits_hot(SimpleNamespace(state=Suspended()))  # type: ignore[arg-type]
+def test_only_a_hot_waits_pause_is_a_hot_wait() -> None:
+    assert waits_hot(SimpleNamespace(state=hot_pause()))  # type: ignore[arg-type]
+    assert not waits_hot(SimpleNamespace(state=Suspended(pause_key="authorization-1")))  # type: ignore[arg-type]
     assert not waits_hot(SimpleNamespace(state=Running()))  # type: ignore[arg-type]
     assert not waits_hot(SimpleNamespace(state=None))  # type: ignore[arg-type]
 
@@ -83,7 +88,7 @@ async def test_the_hot_waits_are_asked_to_suspend_and_waited_for(
     hot, suspended, running, unreadable = uuid4(), uuid4(), uuid4(), uuid4()
     serving = Serving(
         {
-            hot: Paused(reschedule=False),
+            hot: hot_pause(),
             suspended: Suspended(),
             running: Running(),
             unreadable: None,
@@ -99,7 +104,7 @@ async def test_the_hot_waits_are_asked_to_suspend_and_waited_for(
 async def test_a_request_a_wait_missed_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
     # A wait that paused a moment before the stop may not follow its event stream yet.
     hot = uuid4()
-    serving = Serving({hot: Paused(reschedule=False)}, deaf_to=2)
+    serving = Serving({hot: hot_pause()}, deaf_to=2)
     serving.install(monkeypatch)
     assert await hand_over_hot_waits(serving.in_flight, timeout=5) == set()
     assert serving.asked == [hot, hot, hot]
@@ -109,7 +114,7 @@ async def test_a_hot_wait_that_does_not_suspend_in_time_is_left_to_the_runner(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     hot = uuid4()
-    serving = Serving({hot: Paused(reschedule=False)}, deaf_to=10**6)
+    serving = Serving({hot: hot_pause()}, deaf_to=10**6)
     serving.install(monkeypatch)
     started = time.monotonic()
     assert await hand_over_hot_waits(serving.in_flight, timeout=0.2) == {hot}
@@ -119,7 +124,7 @@ async def test_a_hot_wait_that_does_not_suspend_in_time_is_left_to_the_runner(
 async def test_the_bound_covers_prefects_own_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     # A server that does not answer (Prefect's client would retry for a minute) does not
     # hold the stop past its bound.
-    serving = Serving({uuid4(): Paused(reschedule=False)}, hangs=True)
+    serving = Serving({uuid4(): hot_pause()}, hangs=True)
     serving.install(monkeypatch)
     started = time.monotonic()
     assert await hand_over_hot_waits(serving.in_flight, timeout=0.2) == set()

@@ -1,5 +1,5 @@
-"""Hot-wait slots and deadlines: a slot taken without waiting, given back once (at once when
-the run is cancelled); a pause deadline the switch cannot miss on a slow server."""
+"""Hot-wait slots: a slot taken without waiting, given back once (at once when the run
+ends while it waits)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ import httpx
 import pytest
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import PrefectHTTPStatusError
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, PREFECT_CLIENT_RETRY_JITTER_FACTOR
 
 from flows.steps import hot_wait
-from flows.steps.hot_wait import HOT_WAIT_LIMIT, SWITCH_REQUESTS, HotSlot, HotWaitSettings
-from open_connectors import RunEndedWhileWaitingError
+from flows.steps.hot_wait import HOT_WAIT_LIMIT, HotSlot
 
 
 class FakePrefect:
@@ -49,9 +47,12 @@ class FakePrefect:
         return _run(self.states.pop(0))
 
 
+_FINAL = {StateType.CANCELLED, StateType.FAILED, StateType.COMPLETED, StateType.CRASHED}
+
+
 def _run(state: StateType) -> SimpleNamespace:
     return SimpleNamespace(
-        id=uuid4(), state=SimpleNamespace(type=state, is_final=lambda: state == StateType.CANCELLED)
+        id=uuid4(), state=SimpleNamespace(type=state, is_final=lambda: state in _FINAL)
     )
 
 
@@ -109,32 +110,3 @@ async def test_a_failed_give_back_is_logged_not_raised(caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="hot-wait-test"):
         await HotSlot(prefect, prefect.lease_id).release()  # type: ignore[arg-type]
     assert "lease runs out" in caplog.text
-
-
-async def test_a_run_being_cancelled_gives_its_slot_back_before_it_is_ended() -> None:
-    # The runner may kill the process (SIGTERM, then SIGKILL) before any cleanup of
-    # it runs: the slot goes back as soon as the wait sees the cancel, not at its end.
-    prefect = FakePrefect([StateType.CANCELLED])
-    slot = HotSlot(prefect, prefect.lease_id)  # type: ignore[arg-type]
-    with pytest.raises(RunEndedWhileWaitingError):
-        await hot_wait._answered(prefect, _run(StateType.CANCELLING), slot=slot)  # type: ignore[arg-type]
-    assert prefect.calls == [f"release {prefect.lease_id}", "read"]
-
-
-@pytest.mark.parametrize("state", [StateType.PAUSED, StateType.RUNNING])
-async def test_a_run_not_being_cancelled_keeps_its_slot(state: StateType) -> None:
-    prefect = FakePrefect()
-    slot = HotSlot(prefect, prefect.lease_id)  # type: ignore[arg-type]
-    answered = await hot_wait._answered(prefect, _run(state), slot=slot)  # type: ignore[arg-type]
-    assert answered is (state == StateType.RUNNING)
-    assert prefect.calls == [] and not slot.released
-
-
-def test_the_pause_outlives_prefects_retries_of_the_switch() -> None:
-    # At the window's end the run resumes itself and reads its state; on a loaded server
-    # (SQLite locked by a burst of answers) Prefect's client retries each refused request,
-    # waiting 2, 4, 8... s plus jitter. A pause that expires meanwhile fails the run (seen
-    # with a 60 s grace and 200 answers at once): its answer is turned away.
-    backoff = sum(2**attempt for attempt in range(1, PREFECT_CLIENT_MAX_RETRIES.value() + 1))
-    with_jitter = backoff * (1 + PREFECT_CLIENT_RETRY_JITTER_FACTOR.value())
-    assert HotWaitSettings().grace_seconds >= SWITCH_REQUESTS * with_jitter

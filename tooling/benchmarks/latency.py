@@ -82,6 +82,7 @@ CPU_LOOK_SECONDS = 1.0
 LINK_PHASES = ("until a runner picks it up", "process start", "flow until the link")
 INSTANCE_PHASES = (
     "receiver resumes",
+    "taken back in process",  # the hot path only: its waiting process claims the run
     "until a runner picks it up",
     "process start",
     "flow until the block",
@@ -214,10 +215,12 @@ def _record_phases(
     if callback is None or auth.instance_seconds is None:
         return
     if auth.kind == "hot":
-        # No new process: the receiver's resume puts the waiting run back to Running.
-        running = first("Running", callback)
-        if running:
-            phases.setdefault("instance: receiver resumes", []).append(running - callback)
+        # No new process: the waiting process takes the resumed run back (Pending, Running).
+        resuming = first("Resuming", callback)
+        running = first("Running", resuming or callback)
+        if resuming and running:
+            phases.setdefault("instance: receiver resumes", []).append(resuming - callback)
+            phases.setdefault("instance: taken back in process", []).append(running - resuming)
             block_end = callback + auth.instance_seconds
             phases.setdefault("instance: flow until the block", []).append(block_end - running)
         return

@@ -77,9 +77,9 @@ RUN_TIMEOUT = 1800.0
 # SQLite the database lives in the server's process), its processes are not held by
 # waiting runs (their number follows the server's connection pool).
 DATABASE = "PostgreSQL"
-# How long a settled window waits for the runs waiting hot to suspend: the hot window and
-# the grace the server gives their switch (180 + 300 s by default).
-SETTLE_TIMEOUT = HotWaitSettings().seconds + HotWaitSettings().grace_seconds
+# How long a settled window waits for the processes of the runs waiting hot to end: the
+# hot window and a minute (240 s by default).
+SETTLE_TIMEOUT = HotWaitSettings().seconds + 60
 # Looks at the runs twice a second: with hundreds of runs the latency benchmarks'
 # 50 ms would make the looking a large share of the server's work being measured.
 LOOK_SECONDS = 0.5

@@ -87,9 +87,15 @@ class LocalStack:
         self.serving.append(process)
         return process
 
-    def start_worker(self, name: str, *, pool: str = WORK_POOL) -> ManagedProcess:
-        """Start a `prefect worker` on `pool` (the name must be new on this server)."""
-        process = start_worker(self.env, self.home, self.prefect.api_url, pool=pool, name=name)
+    def start_worker(
+        self, name: str, *, pool: str = WORK_POOL, environment: Mapping[str, str] | None = None
+    ) -> ManagedProcess:
+        """Start a `prefect worker` on `pool` (the name must be new on this server).
+
+        `environment` is added to the stack's for this worker and its runs' processes.
+        """
+        env = {**self.env, **(environment or {})}
+        process = start_worker(env, self.home, self.prefect.api_url, pool=pool, name=name)
         self.workers.append(process)
         return process
 

@@ -1,0 +1,225 @@
+"""The hot wait against Prefect's own server: suspended from its start, taken back once.
+
+A run of a deployment (nothing serves it: the test is its only process) waits hot, and
+the test plays the person, a runner, a canceller and a stopping worker around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from prefect import flow
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import Abort
+from prefect.states import Cancelling, Pending, Running
+from prefect.utilities.engine import propose_state
+
+from flows.steps import hot_wait
+from flows.steps.consent import AuthorizationAnswer
+from flows.steps.hot_wait import HandedBack, HotWaitSettings
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+KEY = "authorization-1-hot"
+SETTINGS = HotWaitSettings(seconds=30, poll_seconds=0.2)
+
+
+class Slot:
+    """A hot-wait slot that records whether it was given back."""
+
+    def __init__(self) -> None:
+        self.released = False
+
+    async def release(self) -> None:
+        self.released = True
+
+
+@flow
+def hot_wait_flow() -> None:
+    """The deployment's flow (never run: the test stands in for its process)."""
+
+
+@pytest.fixture(autouse=True)
+def _run_logger(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hot_wait, "get_run_logger", lambda: logging.getLogger("hot-wait-test"))
+
+
+@pytest.fixture
+async def prefect() -> AsyncIterator[PrefectClient]:
+    async with get_client() as client:
+        yield client
+
+
+@pytest.fixture
+async def running(prefect: PrefectClient) -> FlowRun:
+    """A run of a deployment, Running, as when its process reaches the wait."""
+    flow_id = await prefect.create_flow(hot_wait_flow)
+    deployment_id = await prefect.create_deployment(flow_id, f"hot-{uuid4().hex[:8]}")
+    run = await prefect.create_flow_run_from_deployment(deployment_id)
+    await prefect.set_flow_run_state(run.id, Pending(), force=True)
+    await prefect.set_flow_run_state(run.id, Running(), force=True)
+    return await prefect.read_flow_run(run.id)
+
+
+def wait(run: FlowRun, slot: Slot, *, window: float = 30) -> asyncio.Task[Any]:
+    return asyncio.create_task(
+        hot_wait._wait_suspended_in_process(
+            AuthorizationAnswer,
+            run=run,
+            key=KEY,
+            window=window,
+            timeout=3600,
+            settings=SETTINGS,
+            slot=slot,  # type: ignore[arg-type]
+        )
+    )
+
+
+async def until_suspended(prefect: PrefectClient, run_id: UUID) -> None:
+    """Until the run waits under the hot wait's pause, its form stored."""
+    for _ in range(200):
+        state = (await prefect.read_flow_run(run_id)).state
+        if state is not None and state.is_paused():
+            keyset = state.state_details.run_input_keyset or {}
+            if await prefect.read_flow_run_input(run_id, keyset["schema"]):
+                await asyncio.sleep(0.3)  # the wait follows its stream
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the run never waited")
+
+
+async def names(prefect: PrefectClient, run_id: UUID) -> list[str]:
+    states = await prefect.read_flow_run_states(run_id)
+    return [s.name or "" for s in sorted(states, key=lambda s: s.timestamp)]
+
+
+async def test_the_wait_is_a_suspension_and_an_answer_is_taken_back_by_this_process(
+    prefect: PrefectClient, running: FlowRun
+) -> None:
+    slot = Slot()
+    waiting = wait(running, slot)
+    await until_suspended(prefect, running.id)
+    state = (await prefect.read_flow_run(running.id)).state
+    # Were this process gone, the resume would schedule the run again for a runner.
+    assert state is not None and state.state_details.pause_reschedule
+    assert state.state_details.pause_key == KEY
+    resumed = await prefect.resume_flow_run(running.id, run_input={"code": "c0de", "state": "s"})
+    assert resumed.state is not None and resumed.state.name == "Resuming"
+    answer = await asyncio.wait_for(waiting, 30)
+    assert isinstance(answer, AuthorizationAnswer) and answer.code == "c0de"
+    assert (await prefect.read_flow_run(running.id)).state.is_running()  # type: ignore[union-attr]
+    assert (await names(prefect, running.id))[-3:] == ["Resuming", "Pending", "Running"]
+
+
+async def test_at_the_windows_end_the_run_is_left_suspended_untouched(
+    prefect: PrefectClient, running: FlowRun
+) -> None:
+    slot = Slot()
+    handed = await asyncio.wait_for(wait(running, slot, window=1), 30)
+    assert isinstance(handed, HandedBack) and handed.suspended
+    current = await prefect.read_flow_run(running.id)
+    assert current.state is not None and current.state.id == handed.state.id
+    assert current.state.state_details.pause_reschedule
+
+
+@pytest.mark.parametrize("claimant", ["runner", "retried claim of this process"])
+async def test_a_resumed_run_is_taken_by_exactly_one_process(
+    prefect: PrefectClient, running: FlowRun, claimant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A runner's poll may find the resumed run before the waiting process claims it.
+    # Prefect accepts Pending for one of them only; the waiting process recognises its
+    # own claim when Prefect's client sent it twice (an answer lost on the way back).
+    slot = Slot()
+    waiting = wait(running, slot)
+    await until_suspended(prefect, running.id)
+    transition = uuid4()
+    if claimant == "runner":
+        waiting.cancel()  # the runner wins the race: the wait claims only afterwards
+        await asyncio.gather(waiting, return_exceptions=True)
+        await prefect.resume_flow_run(running.id, run_input={"code": "c0de"})
+        runner_claim = await propose_state(prefect, Pending(), flow_run_id=running.id)
+        assert runner_claim.is_pending()
+        assert not await hot_wait._take_back(prefect, running.id)
+        current = await prefect.read_flow_run(running.id)
+        assert current.state is not None and current.state.type is StateType.PENDING
+        return
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await prefect.resume_flow_run(running.id, run_input={"code": "c0de"})
+    # The claim's first request landed and its answer was lost; Prefect's client sends
+    # the same request again (the same transition id).
+    real_uuid4 = uuid.uuid4
+    ids = iter([transition, transition])  # the claim, twice; then the proposal of Running
+    with monkeypatch.context() as same_request:
+        same_request.setattr(uuid, "uuid4", lambda: next(ids, None) or real_uuid4())
+        assert (await propose_state(prefect, Pending(), flow_run_id=running.id)).is_pending()
+        assert await hot_wait._take_back(prefect, running.id)
+    assert (await prefect.read_flow_run(running.id)).state.is_running()  # type: ignore[union-attr]
+    # A runner after it finds the run taken.
+    with pytest.raises(Abort, match="RUNNING"):
+        await propose_state(prefect, Pending(), flow_run_id=running.id)
+
+
+async def test_a_cancelled_run_is_left_cancelled_and_its_slot_given_back(
+    prefect: PrefectClient, running: FlowRun
+) -> None:
+    slot = Slot()
+    waiting = wait(running, slot)
+    await until_suspended(prefect, running.id)
+    # As the UI's cancel of a suspended run: Prefect makes it Cancelled at once.
+    cancelled = await prefect.set_flow_run_state(running.id, Cancelling())
+    assert cancelled.state is not None and cancelled.state.type is StateType.CANCELLED
+    handed = await asyncio.wait_for(waiting, 30)
+    assert isinstance(handed, HandedBack) and not handed.suspended
+    assert slot.released
+    current = await prefect.read_flow_run(running.id)
+    assert current.state is not None and current.state.type is StateType.CANCELLED
+
+
+async def test_a_sigterm_ends_the_wait_and_leaves_the_run_suspended(
+    prefect: PrefectClient, running: FlowRun
+) -> None:
+    # A worker or serving process stopping, a container stopped: the run's process gets
+    # SIGTERM. Prefect's handler would report the run Crashed.
+    delivered: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: delivered.append(signum))
+    try:
+        waiting = wait(running, Slot())
+        await until_suspended(prefect, running.id)
+        os.kill(os.getpid(), signal.SIGTERM)
+        handed = await asyncio.wait_for(waiting, 10)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert isinstance(handed, HandedBack) and handed.suspended
+    assert delivered == []
+    current = await prefect.read_flow_run(running.id)
+    assert current.state is not None and current.state.state_details.pause_reschedule
+
+
+async def test_a_cancels_sigterm_goes_to_prefects_handler(
+    prefect: PrefectClient, running: FlowRun
+) -> None:
+    # The UI cancels with force: the run is Cancelling with its process alive, and the
+    # runner ends that process with SIGTERM. Prefect's handler then ends it Cancelled.
+    delivered: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: delivered.append(signum))
+    slot = Slot()
+    try:
+        waiting = wait(running, slot)
+        await until_suspended(prefect, running.id)
+        await prefect.set_flow_run_state(running.id, Cancelling(), force=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(waiting, 10)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert delivered == [signal.SIGTERM]
+    assert slot.released
