@@ -20,8 +20,8 @@ Order of work for one callback (no step reads anything before the state verifies
    tried again at the next look only once the run is seen still waiting on the same
    prompt with no answer stored: an answer that may have arrived is never sent twice.
    A marker Prefect would not remove after a resume it did not take stays this
-   callback's: when the run waits on the same prompt again (the hot wait's switch to
-   its suspension aborts a resume), the callback reads it back and, finding exactly
+   callback's: when the run waits on the same prompt again (a resume that lands as
+   the run moves between its waits is aborted), the callback reads it back and, finding exactly
    the value it wrote, resumes with it instead of calling its own code "used". Gone
    (the removal went through after all), it is made anew at the next look; another
    value, or another prompt: "already used", as any doubt is.

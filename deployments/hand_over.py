@@ -34,7 +34,7 @@ from open_connectors.authorization import HOT_WAIT_SUFFIX
 
 HAND_OVER_SETTING = "OC_HAND_OVER_SECONDS"
 # Under `docker stop`'s default 10 s (Kubernetes waits 30 s) before SIGKILL, so that
-# the runner's own cancels still run; the switch to the suspension is a few requests.
+# the runner's own cancels still run; a hot wait ends within moments of the request.
 DEFAULT_HAND_OVER_SECONDS = 8.0
 RESEND_SECONDS = 1.0
 

@@ -181,9 +181,9 @@ def prompt_of(wait_key: str) -> str:
     """The prompt a wait's run input key belongs to: the pause key without `HOT_WAIT_SUFFIX`.
 
     `paused-authorization-1-hot-response` and `suspended-authorization-1-response` are
-    the one prompt `authorization-1`: the same form and link, waited for in the run's
-    process and then suspended. An answer delivered while the run switched from one
-    to the other lands in the second. A key of another shape is its own prompt.
+    the one prompt `authorization-1`: the same form and link, waited for hot (or, with
+    no hot slot free, suspended at once). A code recorded under one counts for the
+    other. A key of another shape is its own prompt.
     """
     match = _WAIT_KEY_PATTERN.match(wait_key)
     if match is None:

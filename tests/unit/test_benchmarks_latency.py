@@ -131,3 +131,28 @@ async def test_the_fork_server_is_on_again_when_the_hot_slots_cannot_be_reset(
     with pytest.raises(StackError):
         await measure(bench)
     assert bench.switches == [False, True] and bench.fork_server
+
+
+@pytest.mark.parametrize("kind", ["ours", "hot"])
+def test_each_path_is_split_into_its_phases_from_the_runs_states(kind: str) -> None:
+    # Suspended: a runner starts a new process after the resume. Hot: the waiting
+    # process takes the resumed run back itself (Pending, Running), with no process start.
+    auth = SimpleNamespace(
+        kind=kind, started_at=0.0, link_seconds=3.0, callback_at=10.0, instance_seconds=2.0
+    )
+    start = [("Pending", 0.5), ("Running", 1.0), ("Paused", 2.5)]
+    if kind == "hot":
+        answer = [("Resuming", 10.1), ("Pending", 10.15), ("Running", 10.2)]
+        expected = {"receiver resumes": 0.1, "taken back in process": 0.1}
+    else:
+        answer = [("Resuming", 10.1), ("Pending", 11.0), ("Running", 11.5)]
+        expected = {"receiver resumes": 0.1, "until a runner picks it up": 0.9}
+    result = LatencyResult(poll_frequency=2)
+    latency._record_phases(result, auth, start + answer)  # type: ignore[arg-type]
+    phases = result.phases[kind]
+    assert phases["link: until a runner picks it up"] == [0.5]
+    for phase, seconds in expected.items():
+        assert phases[f"instance: {phase}"] == [pytest.approx(seconds)]
+    assert phases["instance: flow until the block"] == [
+        pytest.approx(12.0 - 10.2 if kind == "hot" else 12.0 - 11.5)
+    ]

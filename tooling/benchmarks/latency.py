@@ -82,11 +82,12 @@ CPU_LOOK_SECONDS = 1.0
 LINK_PHASES = ("until a runner picks it up", "process start", "flow until the link")
 INSTANCE_PHASES = (
     "receiver resumes",
-    "taken back in process",  # the hot path only: its waiting process claims the run
     "until a runner picks it up",
     "process start",
     "flow until the block",
 )
+# The hot path's own phase, after the receiver's resume: its waiting process claims the run.
+TAKEN_BACK = "taken back in process"
 
 
 @dataclass
@@ -220,7 +221,7 @@ def _record_phases(
         running = first("Running", resuming or callback)
         if resuming and running:
             phases.setdefault("instance: receiver resumes", []).append(resuming - callback)
-            phases.setdefault("instance: taken back in process", []).append(running - resuming)
+            phases.setdefault(f"instance: {TAKEN_BACK}", []).append(running - resuming)
             block_end = callback + auth.instance_seconds
             phases.setdefault("instance: flow until the block", []).append(block_end - running)
         return
@@ -414,7 +415,7 @@ def section(result: LatencyResult, *, title: str = "Latency") -> Section:
     phase_rows = [
         [phase, *(fmt_seconds(median(result.phases.get(k, {}).get(phase, []))) for k in kinds)]
         for phase in [f"link: {p}" for p in LINK_PHASES]
-        + [f"instance: {p}" for p in INSTANCE_PHASES]
+        + [f"instance: {p}" for p in (INSTANCE_PHASES[0], TAKEN_BACK, *INSTANCE_PHASES[1:])]
     ]
     notes = [
         f"runner poll frequency {result.poll_frequency} s; ours (suspended, and hot) and the "
