@@ -52,12 +52,19 @@ def hand_over_seconds(environ: Mapping[str, str] = os.environ) -> float:
 
 
 def waits_hot(run: FlowRun) -> bool:
-    """Whether the run waits under a hot wait's pause (its process may still watch it)."""
+    """Whether the run's process (held by this serving process) watches its suspension.
+
+    Under a hot wait's pause, or resumed and not yet taken back by that process (Prefect
+    scheduled it again, "Resuming"): asked to end, the process leaves it to the next
+    serving process or worker, where Prefect's runner would cancel it.
+    """
     state = run.state
-    return (
-        state is not None
-        and state.type is StateType.PAUSED
-        and (state.state_details.pause_key or "").endswith(HOT_WAIT_SUFFIX)
+    if state is None:
+        return False
+    if state.type is StateType.SCHEDULED:
+        return state.name == "Resuming"
+    return state.type is StateType.PAUSED and (state.state_details.pause_key or "").endswith(
+        HOT_WAIT_SUFFIX
     )
 
 

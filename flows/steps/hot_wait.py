@@ -21,11 +21,14 @@ the flow again from the top and finds the answer stored under the hot key; this
 process ends without touching the run.
 
 So nothing has to change when the window ends, and nothing is lost when the process
-ends early, however it ends: the window's end, a serving process or worker that
-stops (SIGTERM), a killed container, a lost machine. The run stays suspended, and the
-answer resumes it on whichever serving process or worker is up then. A SIGTERM while
-the process waits ends the wait quietly, instead of Prefect's crash report that would
-end the run.
+ends early: the window's end, a serving process or worker that stops (SIGTERM), a
+killed container, a lost machine, Prefect's API failing while the process watches.
+The run stays suspended, and the answer resumes it on whichever serving process or
+worker is up then. Until the run is taken back, a SIGTERM ends the wait quietly,
+instead of Prefect's crash report that would end the run. (Only Prefect's runner
+itself, alive while the run's process alone is killed, reports the run Crashed.)
+A process that sees the run taken over by another (waiting again under a later
+prompt) ends as well, rather than claim that prompt's resume.
 
 Hot waits are bounded by the Prefect global concurrency limit
 `open-connectors-hot-waits` (`OC_HOT_WAIT_LIMIT` slots when the flow creates it;
@@ -275,94 +278,137 @@ async def _wait_suspended_in_process(
     keyset = _hot_keyset(key)
     proposed.state_details.run_input_keyset = keyset
     async with get_client() as client:
-        state = await propose_state(client=client, state=proposed, flow_run_id=run.id)
-        if state.is_running():
-            # This pause fired before and was answered: hand the stored answer back.
-            return await form.aload(keyset, flow_run_id=run.id)
-        if not state.is_paused():
-            raise RunEndedWhileWaitingError(f"The run could not wait: it is {state.type.value}.")
-        suspension = HandedBack(state)
-        await form.asave(keyset, flow_run_id=run.id)
-        deadline = time.monotonic() + window
-        rechecks = 0
-        async with _state_changes(run.id, since=state.timestamp) as changes:
-            with _sigterm_ends(changes) as sigterm:
-                while not changes.end_requested:
-                    current = await client.read_flow_run(run.id)
-                    if _resumed(current):
-                        break
-                    if (left := deadline - time.monotonic()) <= 0:
-                        return suspension
-                    pause = next_read_in(
-                        rechecks, connected_for=changes.connected_for(), settings=settings
+        with _sigterm_ends() as sigterm:
+            state = await propose_state(client=client, state=proposed, flow_run_id=run.id)
+            if state.is_running():
+                # This pause fired before and was answered: hand the stored answer back.
+                return await form.aload(keyset, flow_run_id=run.id)
+            if not state.is_paused():
+                raise RunEndedWhileWaitingError(
+                    f"The run could not wait: it is {state.type.value}."
+                )
+            suspension = HandedBack(state)
+            # Without its form the run could not be answered: a failure here fails it.
+            await form.asave(keyset, flow_run_id=run.id)
+            try:
+                current = await _watch(
+                    run.id, suspension, window=window, settings=settings, sigterm=sigterm
+                )
+            except Exception as exc:  # suspended all along: the answer resumes it elsewhere
+                get_run_logger().warning(
+                    "Watching the suspended run failed (%s); its process ends, the run waits on.",
+                    type(exc).__name__,
+                )
+                return suspension
+            if current is None:
+                # The window's end, a stop (an end request or a SIGTERM), or another
+                # process moved the run on: the run stays as it is.
+                if sigterm.received or sigterm.changes.end_requested:
+                    get_run_logger().info(
+                        "This process is stopping: the run stays suspended; the answer "
+                        "resumes it on whichever serving process or worker is up then."
                     )
-                    rechecks = max(0, rechecks - 1)
-                    if await changes.wait(min(pause, left)):
-                        rechecks = RECHECKS
-        if changes.end_requested:
-            if sigterm.received and _cancelled(await client.read_flow_run(run.id)):
-                # The runner's or worker's cancel: Prefect's own handling of it.
+                return suspension
+            if _cancelled(current):
+                # The runner or worker ends this process and records the cancel.
                 await slot.release()
-                sigterm.deliver_to_prefect()
-            # Stopping: the run stays suspended, and a resume meanwhile is for the
-            # serving process or worker that takes it (even if that is this one's peer).
-            get_run_logger().info(
-                "This process is stopping: the run stays suspended; the answer resumes it "
-                "on whichever serving process or worker is up then."
-            )
-            return suspension
-        if _cancelled(current):
-            await slot.release()
-            current = await _wait_for_the_cancel(client, run.id)
-        if current.state is not None and current.state.is_final():
-            # Cancelled (at once, as a suspended run) or expired: nothing to propose.
-            await slot.release()
-            return HandedBack(current.state)
-        if not await _take_back(client, run.id):
-            get_run_logger().info("A runner took the answered run first: it goes on there.")
-            return suspension
+                current = await _wait_for_the_cancel(client, run.id, sigterm=sigterm)
+                return HandedBack(current.state or suspension.state)
+            if current.state is not None and current.state.is_final():
+                # Expired, or ended by someone else: nothing to propose.
+                await slot.release()
+                return HandedBack(current.state)
+            if not await _take_back(client, run.id, sigterm=sigterm):
+                get_run_logger().info(
+                    "This process did not take the resumed run: it goes on elsewhere."
+                )
+                return suspension
+            sigterm.taken_back = True
         return await form.aload(keyset, flow_run_id=run.id)
 
 
+async def _watch(
+    flow_run_id: UUID,
+    suspension: HandedBack,
+    *,
+    window: float,
+    settings: HotWaitSettings,
+    sigterm: _SigtermWhileWaiting,
+) -> FlowRun | None:
+    """Follow the suspended run for `window` seconds; the run once it is no longer waiting.
+
+    None when this process should end and leave the run as it is: the window's end, a
+    request to end the wait or a SIGTERM, or the run waiting again under another pause
+    (another process took it over and moved on to a later prompt).
+    """
+    deadline = time.monotonic() + window
+    rechecks = 0
+    keys_at_start: set[str] | None = None
+    async with (
+        get_client() as client,
+        _state_changes(flow_run_id, since=suspension.state.timestamp) as changes,
+    ):
+        sigterm.changes = changes
+        while not (changes.end_requested or sigterm.received):
+            current = await client.read_flow_run(flow_run_id)
+            keys = set(current.empirical_policy.pause_keys or ())
+            keys_at_start = keys if keys_at_start is None else keys_at_start
+            if keys - keys_at_start or (
+                current.state is not None
+                and current.state.type is StateType.PAUSED
+                and current.state.id != suspension.state.id
+            ):
+                return None  # another process took the run over and waits anew
+            if _resumed(current):
+                return current
+            if (left := deadline - time.monotonic()) <= 0:
+                return None
+            pause = next_read_in(rechecks, connected_for=changes.connected_for(), settings=settings)
+            rechecks = max(0, rechecks - 1)
+            if await changes.wait(min(pause, left)):
+                rechecks = RECHECKS
+    return None
+
+
 class _SigtermWhileWaiting:
-    """What `_sigterm_ends` saw: whether a SIGTERM came, and Prefect's handler to give it to."""
+    """What `_sigterm_ends` saw, and the wait it ends (`changes`, once the wait follows one)."""
 
-    def __init__(self, previous: Any) -> None:
+    def __init__(self) -> None:
         self.received = False
-        self._previous = previous
-
-    def deliver_to_prefect(self) -> None:
-        """Handle the SIGTERM as Prefect would have (a cancel ends the run Cancelled)."""
-        if callable(self._previous):
-            self._previous(signal.SIGTERM, None)
+        self.taken_back = False
+        self.changes = StateChanges()
 
 
 @contextlib.contextmanager
-def _sigterm_ends(changes: StateChanges) -> Iterator[_SigtermWhileWaiting]:
-    """While the process waits, a SIGTERM ends the wait instead of the process.
+def _sigterm_ends() -> Iterator[_SigtermWhileWaiting]:
+    """Until the run is taken back, a SIGTERM ends the wait instead of the process.
 
-    A worker or serving process that stops, a container stopped: the run stays
-    suspended and the process ends quietly. Prefect's own handler would report the run
-    Crashed, ending an authorization whose link a person may be about to use. The
-    caller hands a cancel's SIGTERM (the run is being cancelled) back to Prefect. Only
-    in the main thread, where Python runs signal handlers.
+    A worker or serving process that stops, a container stopped, a service manager's
+    stop of the whole group, or the runner's kill of a cancelled run: the process ends
+    quietly and leaves the run as it is (suspended; or cancelled, which the runner
+    then records). Prefect's own handler would report the run Crashed, ending an
+    authorization whose link a person may be about to use. Once the run is taken back
+    (Running again), Prefect's handler is back, and a SIGTERM received meanwhile is
+    handed to it. Only in the main thread, where Python runs signal handlers.
     """
+    seen = _SigtermWhileWaiting()
     if threading.current_thread() is not threading.main_thread():
-        yield _SigtermWhileWaiting(None)
+        yield seen
         return
     loop = asyncio.get_running_loop()
     previous = signal.getsignal(signal.SIGTERM)
-    seen = _SigtermWhileWaiting(previous)
 
     def end_wait(signum: int, frame: Any) -> None:
         seen.received = True
-        loop.call_soon_threadsafe(changes.request_end)
+        loop.call_soon_threadsafe(seen.changes.request_end)
 
     signal.signal(signal.SIGTERM, end_wait)
     try:
         yield seen
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if seen.received and seen.taken_back and callable(previous):
+        previous(signal.SIGTERM, None)  # taken back meanwhile: Prefect handles it now
 
 
 def _cancelled(run: FlowRun) -> bool:
@@ -371,11 +417,14 @@ def _cancelled(run: FlowRun) -> bool:
     return state is not None and state.type in (StateType.CANCELLING, StateType.CANCELLED)
 
 
-async def _wait_for_the_cancel(client: PrefectClient, flow_run_id: UUID) -> FlowRun:
+async def _wait_for_the_cancel(
+    client: PrefectClient, flow_run_id: UUID, *, sigterm: _SigtermWhileWaiting
+) -> FlowRun:
     """While the run is Cancelling, wait for the runner or worker to end this process.
 
-    Prefect's handler of its SIGTERM then ends the run Cancelled, as for any run. The
-    run as last read when it left Cancelling without that.
+    Its SIGTERM ends the wait (`_sigterm_ends`), and the process ends quietly: the runner
+    or worker records the cancel. The run as last read (Cancelling, or the state it left
+    Cancelling for without this process being ended).
 
     Raises:
         RunEndedWhileWaitingError: Still Cancelling after `CANCEL_PATIENCE_SECONDS`.
@@ -383,13 +432,17 @@ async def _wait_for_the_cancel(client: PrefectClient, flow_run_id: UUID) -> Flow
     patience = time.monotonic() + CANCEL_PATIENCE_SECONDS
     while time.monotonic() < patience:
         run = await client.read_flow_run(flow_run_id)
-        if run.state is None or run.state.type is not StateType.CANCELLING:
+        if sigterm.received or run.state is None or run.state.type is not StateType.CANCELLING:
             return run
-        await anyio.sleep(1.0)
+        with anyio.move_on_after(1.0):
+            while not sigterm.received:  # noqa: ASYNC110 - the signal handler sets it
+                await anyio.sleep(0.05)
     raise RunEndedWhileWaitingError("The run is being cancelled.")
 
 
-async def _take_back(client: PrefectClient, flow_run_id: UUID) -> bool:
+async def _take_back(
+    client: PrefectClient, flow_run_id: UUID, *, sigterm: _SigtermWhileWaiting | None = None
+) -> bool:
     """Claim the resumed run for this process, as a runner claims a scheduled run.
 
     Prefect accepts Pending for one claimant only and aborts the others
@@ -401,6 +454,8 @@ async def _take_back(client: PrefectClient, flow_run_id: UUID) -> bool:
     Raises:
         RunEndedWhileWaitingError: The run was cancelled between the claim and its start.
     """
+    if sigterm is not None and (sigterm.received or sigterm.changes.end_requested):
+        return False  # stopping: the resumed run is for the next serving process or worker
     try:
         state = await propose_state(client=client, state=Pending(), flow_run_id=flow_run_id)
     except Abort:

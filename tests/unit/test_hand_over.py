@@ -14,7 +14,7 @@ import anyio
 import pytest
 from prefect.server.events.filters import EventFilter as ServerEventFilter
 from prefect.server.events.schemas.events import Event as ServerEvent
-from prefect.states import Paused, Running, Suspended
+from prefect.states import Paused, Running, Scheduled, Suspended
 
 from deployments import hand_over
 from deployments.hand_over import (
@@ -79,6 +79,9 @@ def test_only_a_hot_waits_pause_is_a_hot_wait() -> None:
     assert waits_hot(SimpleNamespace(state=hot_pause()))  # type: ignore[arg-type]
     assert not waits_hot(SimpleNamespace(state=Suspended(pause_key="authorization-1")))  # type: ignore[arg-type]
     assert not waits_hot(SimpleNamespace(state=Running()))  # type: ignore[arg-type]
+    # Resumed while its process watched it, not yet taken back: that process still ends.
+    assert waits_hot(SimpleNamespace(state=Scheduled(name="Resuming")))  # type: ignore[arg-type]
+    assert not waits_hot(SimpleNamespace(state=Scheduled()))  # type: ignore[arg-type]
     assert not waits_hot(SimpleNamespace(state=None))  # type: ignore[arg-type]
 
 
