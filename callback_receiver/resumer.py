@@ -271,9 +271,9 @@ class Resumer:
     async def _still_unanswered(self, run_id: UUID, wait_key: str) -> bool:
         """Whether the run certainly did not take an answer for `wait_key` (after a failed resume).
 
-        True only when the run is read as still paused on the same prompt (the wait
-        itself, or the suspension that followed its hot wait meanwhile) with no answer
-        stored under either key; any doubt (another state or prompt, a stored answer,
+        True only when the run is read as still paused on the same prompt (under either of
+        its keys: its hot wait's or its suspension's) with no answer stored under either
+        key; any doubt (another state or prompt, a stored answer,
         Prefect not answering) is False.
         """
         try:

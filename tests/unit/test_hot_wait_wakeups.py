@@ -204,5 +204,5 @@ async def test_an_end_request_ends_the_wait_now_and_one_for_an_earlier_wait_does
         assert changes.end_requested is ended
     assert HOT_WAIT_END_REQUESTED in seen["filter"].event.prefix
     started = time.monotonic()
-    assert await changes.wait(30) is True  # the waiting loop wakes at once to switch
+    assert await changes.wait(30) is True  # the waiting loop wakes at once and ends
     assert time.monotonic() - started < 5

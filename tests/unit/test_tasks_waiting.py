@@ -145,8 +145,8 @@ async def claiming_flow(consent: ConsentLink, recorded_for: str, claimed_for: st
 @pytest.mark.parametrize(
     ("claimed_for", "accepted"),
     [
-        # The receiver saw the hot wait; its resume landed after the switch, in the
-        # suspension of the same prompt (Prefect's client retried a 503 meanwhile).
+        # A code recorded for one of a prompt's keys (its hot wait's, or its suspension's
+        # when no hot slot was free) counts for that prompt under the other.
         ("suspended-authorization-1-response", True),
         ("paused-authorization-1-hot-response", True),
         # The form shown again is a later prompt: the same code is a replay there.
