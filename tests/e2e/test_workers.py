@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -108,9 +109,12 @@ async def test_a_run_waiting_hot_when_its_worker_is_stopped_completes_on_another
         try:
             first.popen.wait(timeout=DOCKER_STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            # Prefect's worker took longer to stop (seen once in CI): SIGKILL to all of
-            # it, as `docker stop` does after its timeout. Nobody reports anything then.
+            # Prefect's worker took longer to stop (seen in CI): SIGKILL to every process
+            # of it, its runs' too, as `docker stop` does to a container after its wait.
             first.kill()
+            for pid in run_processes:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for _ in range(150):
             if not any(os.path.exists(f"/proc/{pid}") for pid in run_processes):
                 break

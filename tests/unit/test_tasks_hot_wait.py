@@ -7,6 +7,7 @@ the test plays the person, a runner, a canceller and a stopping worker around it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ import pytest
 from prefect import flow
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
-from prefect.exceptions import Abort
+from prefect.exceptions import Abort, ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelling, Pending, Running
 from prefect.utilities.engine import propose_state
 
@@ -91,9 +92,10 @@ async def until_suspended(prefect: PrefectClient, run_id: UUID) -> None:
         state = (await prefect.read_flow_run(run_id)).state
         if state is not None and state.is_paused():
             keyset = state.state_details.run_input_keyset or {}
-            if await prefect.read_flow_run_input(run_id, keyset["schema"]):
-                await asyncio.sleep(0.3)  # the wait follows its stream
-                return
+            with contextlib.suppress(ObjectNotFound, PrefectHTTPStatusError):  # not yet stored
+                if await prefect.read_flow_run_input(run_id, keyset["schema"]):
+                    await asyncio.sleep(0.3)  # the wait follows its stream
+                    return
         await asyncio.sleep(0.05)
     raise AssertionError("the run never waited")
 
