@@ -292,7 +292,7 @@ async def _wait_suspended_in_process(
             await form.asave(keyset, flow_run_id=run.id)
             try:
                 current = await _watch(
-                    run.id, suspension, window=window, settings=settings, sigterm=sigterm
+                    client, run.id, suspension, window=window, settings=settings, sigterm=sigterm
                 )
             except Exception as exc:  # suspended all along: the answer resumes it elsewhere
                 get_run_logger().warning(
@@ -328,6 +328,7 @@ async def _wait_suspended_in_process(
 
 
 async def _watch(
+    client: PrefectClient,
     flow_run_id: UUID,
     suspension: HandedBack,
     *,
@@ -344,10 +345,7 @@ async def _watch(
     deadline = time.monotonic() + window
     rechecks = 0
     keys_at_start: set[str] | None = None
-    async with (
-        get_client() as client,
-        _state_changes(flow_run_id, since=suspension.state.timestamp) as changes,
-    ):
+    async with _state_changes(flow_run_id, since=suspension.state.timestamp) as changes:
         sigterm.changes = changes
         while not (changes.end_requested or sigterm.received):
             current = await client.read_flow_run(flow_run_id)
