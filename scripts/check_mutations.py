@@ -184,6 +184,21 @@ MUTATIONS = [
         "                    changes.notify()",
         "tests/unit/test_hot_wait_wakeups.py",
     ),
+    (
+        "an orphaned hot wait that takes the answer with nobody supervising it",
+        "flows/steps/hot_wait.py",
+        "        asyncio.create_task(_follow_parent(changes, parent=os.getppid())),\n",
+        "",
+        "tests/unit/test_tasks_hot_wait.py",
+    ),
+    (
+        "an orphaned hot wait ended by its own console log",
+        "flows/steps/hot_wait.py",
+        "    silence_unread_output()\n",
+        "",
+        "tests/e2e/test_workers.py::"
+        "test_a_run_waiting_hot_when_its_worker_alone_is_killed_completes_on_another_worker",
+    ),
 ]
 
 

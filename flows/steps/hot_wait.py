@@ -22,7 +22,9 @@ process ends without touching the run.
 
 So nothing has to change when the window ends, and nothing is lost when the process
 ends early: the window's end, a serving process or worker that stops (SIGTERM), a
-killed container, a lost machine, Prefect's API failing while the process watches.
+killed container, a lost machine, Prefect's API failing while the process watches, a
+worker or serving process killed alone (its runs' processes, orphaned, end by themselves
+within `PARENT_CHECK_SECONDS` rather than complete a run nobody supervises).
 The run stays suspended, and the answer resumes it on whichever serving process or
 worker is up then. Until the run is taken back, a SIGTERM ends the wait quietly,
 instead of Prefect's crash report that would end the run. (Only Prefect's runner
@@ -47,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -74,6 +77,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette import status
 
+from flows.steps.process_output import silence_unread_output
 from open_connectors import RunEndedWhileWaitingError
 
 HOT_WAIT_LIMIT = "open-connectors-hot-waits"
@@ -91,6 +95,9 @@ RECHECKS = 10
 # While the event stream is connected, reads of the state are only a backstop for a
 # lost event: a resume wakes the run through the stream at once.
 STREAM_BACKSTOP_SECONDS = 15.0
+# How often a hot wait checks that the process that started it (the serving process's
+# fork server, the worker) is still there: a system call, no request.
+PARENT_CHECK_SECONDS = 1.0
 # States a run passes through before it waits, and its heartbeats: the stream first
 # replays the last minute, and these never end a wait. A resume is `Resuming`.
 _NOT_AN_END_OF_WAIT = ("heartbeat", "Scheduled", "Late", "Paused")
@@ -530,14 +537,38 @@ async def _state_changes(flow_run_id: UUID, *, since: datetime) -> AsyncIterator
     only wake-ups.
     """
     changes = StateChanges()
-    listener = asyncio.create_task(_follow_run_events(flow_run_id, changes, since=since))
+    listeners = [
+        asyncio.create_task(_follow_run_events(flow_run_id, changes, since=since)),
+        asyncio.create_task(_follow_parent(changes, parent=os.getppid())),
+    ]
     try:
         yield changes
     finally:
-        listener.cancel()
-        # Waited for, not awaited: its CancelledError stays in it, and a cancel of this
-        # task arriving meanwhile is never swallowed.
-        await asyncio.wait([listener])
+        for listener in listeners:
+            listener.cancel()
+        # Waited for, not awaited: their CancelledError stays in them, and a cancel of
+        # this task arriving meanwhile is never swallowed.
+        await asyncio.wait(listeners)
+
+
+async def _follow_parent(changes: StateChanges, *, parent: int) -> None:
+    """End the wait when the process that started this one is gone (this one is orphaned).
+
+    A worker or serving process killed alone (an out-of-memory kill, `kill -9` of its
+    pid) leaves its runs' processes behind, with nobody to stop them, report them or
+    read their output. Such a process must not take the answered run: it ends, and the
+    run waits on, suspended, for whichever worker or serving process is up.
+    """
+    while os.getppid() == parent:  # noqa: ASYNC110 - nothing signals a parent's end
+        await asyncio.sleep(PARENT_CHECK_SECONDS)
+    # Its output pipe has no reader any more: a console log would end the process.
+    silence_unread_output()
+    changes.request_end()
+    get_run_logger().warning(
+        "The process that started this run's process (pid %d) is gone: the run stays "
+        "suspended, and the answer resumes it on whichever serving process or worker is up.",
+        parent,
+    )
 
 
 async def _follow_run_events(

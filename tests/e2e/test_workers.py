@@ -7,7 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -88,6 +88,9 @@ async def test_a_run_waiting_when_its_worker_is_killed_completes_on_another_work
     assert run_id in second[0].log_path.read_text(errors="replace")
 
 
+HOT = {"OC_HOT_WAIT_SECONDS": "120"}
+
+
 @pytest.mark.timeout(600)
 async def test_a_run_waiting_hot_when_its_worker_is_stopped_completes_on_another_worker(
     stack: LocalStack,
@@ -95,16 +98,7 @@ async def test_a_run_waiting_hot_when_its_worker_is_stopped_completes_on_another
     # SIGTERM to the worker (a restart, `docker stop`): the worker stops the run's process
     # with SIGTERM on its way out, and nobody reports anything afterwards. The run waited
     # hot in that process; it waits on, suspended, and the next worker completes it.
-    hot = {"OC_HOT_WAIT_SECONDS": "120"}
-    for earlier in stack.workers:  # their runs suspend at once; this one's wait hot
-        earlier.stop()
-    first = stack.start_worker("worker-hot-first", environment=hot)
-    async with get_client() as client:
-        run = await start_authorization("Worker hot ERP")
-        waiting, _ = await wait_for_form(client, run.id)
-        assert waiting.state is not None and waiting.state.name == "Paused"
-        run_processes = set(process_tree([first.pid])) - {first.pid}
-        assert run_processes
+    def stop(first: ManagedProcess, run_processes: set[int]) -> None:
         os.kill(first.pid, signal.SIGTERM)
         try:
             first.popen.wait(timeout=DOCKER_STOP_SECONDS)
@@ -115,17 +109,51 @@ async def test_a_run_waiting_hot_when_its_worker_is_stopped_completes_on_another
             for pid in run_processes:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+    await _hot_wait_outlives_its_worker(stack, "Worker hot ERP", stop)
+
+
+@pytest.mark.timeout(600)
+async def test_a_run_waiting_hot_when_its_worker_alone_is_killed_completes_on_another_worker(
+    stack: LocalStack,
+) -> None:
+    # SIGKILL to the worker's pid only (an out-of-memory kill, `kill -9`): the run's
+    # process is orphaned, with nobody to stop it or report it. It ends by itself and
+    # leaves the run suspended, rather than take the answer unsupervised.
+    def kill_worker_alone(first: ManagedProcess, run_processes: set[int]) -> None:
+        os.kill(first.pid, signal.SIGKILL)
+        first.popen.wait(timeout=DOCKER_STOP_SECONDS)
+
+    await _hot_wait_outlives_its_worker(stack, "Worker orphan ERP", kill_worker_alone)
+
+
+async def _hot_wait_outlives_its_worker(
+    stack: LocalStack, name: str, end_worker: Callable[[ManagedProcess, set[int]], None]
+) -> None:
+    """A run waits hot on a worker that `end_worker` ends; another worker completes it."""
+    for earlier in stack.workers:  # their runs suspend at once; this one's wait hot
+        earlier.stop()
+    first = stack.start_worker(f"{name.lower().replace(' ', '-')}-first", environment=HOT)
+    async with get_client() as client:
+        run = await start_authorization(name)
+        waiting, _ = await wait_for_form(client, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        run_processes = set(process_tree([first.pid])) - {first.pid}
+        assert run_processes
+        end_worker(first, run_processes)
         for _ in range(150):
             if not any(os.path.exists(f"/proc/{pid}") for pid in run_processes):
                 break
             await asyncio.sleep(0.2)
+        else:
+            raise AssertionError(f"the run's processes {run_processes} outlived the worker")
         current = await client.read_flow_run(run.id)
         assert current.state is not None and current.state.state_details.pause_reschedule, (
             current.state
         )
         names = await state_names(client, run.id)
         assert not {"Crashed", "Cancelling", "Cancelled"} & set(names), names
-        second = stack.start_worker("worker-hot-second", environment=hot)
+        second = stack.start_worker(f"{name.lower().replace(' ', '-')}-second", environment=HOT)
         async with httpx.AsyncClient(timeout=60) as browser:
             page = await deliver(await consent_redirect(client, run), client=browser)
         assert page.status_code == 200, page.text

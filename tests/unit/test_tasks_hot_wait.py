@@ -230,3 +230,23 @@ async def test_a_failure_while_watching_leaves_the_run_suspended(
     assert isinstance(handed, HandedBack) and handed.suspended
     current = await prefect.read_flow_run(running.id)
     assert current.state is not None and current.state.name == "Resuming"
+
+
+async def test_an_orphaned_process_ends_its_wait_and_leaves_the_answer_to_the_next_one(
+    prefect: PrefectClient, running: FlowRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its worker or serving process was killed alone (`kill -9` of its pid, an
+    # out-of-memory kill): the process is orphaned, with nobody to stop or report it.
+    parent = os.getppid()
+    monkeypatch.setattr(hot_wait, "PARENT_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr(os, "getppid", lambda: parent)
+    slot = Slot()
+    waiting = wait(running, slot)
+    await until_suspended(prefect, running.id)
+    parent = 1  # reparented to init
+    handed = await asyncio.wait_for(waiting, 10)
+    assert isinstance(handed, HandedBack) and handed.suspended
+    await prefect.resume_flow_run(running.id, run_input={"code": "c0de"})
+    current = await prefect.read_flow_run(running.id)
+    # Left for whichever runner or worker is up: not taken by the orphan.
+    assert current.state is not None and current.state.name == "Resuming"
