@@ -10,11 +10,20 @@ import contextlib
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from tooling.benchmarks import latency
+from tooling.benchmarks.authorizations import Authorization
 from tooling.benchmarks.deadline import Deadline, DeadlineReached
+from tooling.benchmarks.harness import (
+    PART_DATABASE,
+    PART_HELPERS,
+    PART_SERVER,
+    PART_SERVING,
+    Bench,
+)
 from tooling.benchmarks.latency import LatencyResult
 from tooling.devstack.processes import StackError
 
@@ -156,3 +165,49 @@ def test_each_path_is_split_into_its_phases_from_the_runs_states(kind: str) -> N
     assert phases["instance: flow until the block"] == [
         pytest.approx(12.0 - 10.2 if kind == "hot" else 12.0 - 11.5)
     ]
+
+
+def test_the_cpu_is_shown_by_part_of_the_stack_beside_the_total() -> None:
+    # Whose work the hot path saves: the server's requests, or the runs' processes.
+    result = LatencyResult(poll_frequency=2)
+    for kind in ("ours", "hot", "minimal"):
+        result.runs(kind).append(Authorization(kind, uuid4(), "block", "type", 0.0))
+    result.cpu = {"ours": [4.0, 4.2, 4.4], "hot": [3.0, 3.1, 3.2], "minimal": [9.0]}
+    result.cpu_parts = {
+        kind: {
+            PART_SERVER: [share * 0.6 for share in result.cpu[kind]],
+            PART_SERVING: [share * 0.4 for share in result.cpu[kind]],
+            PART_DATABASE: [0.0 for _ in result.cpu[kind]],  # SQLite: no such process
+        }
+        for kind in ("ours", "hot")
+    }
+    tables = {title: (header, rows) for title, header, rows in latency.section(result).tables}
+    header, rows = next(t for title, t in tables.items() if title.startswith("Where the CPU"))
+    assert header == ["process", "ours (suspended)", "ours (hot)"]
+    assert rows == [
+        [PART_SERVER, "2.52 CPU-s", "1.86 CPU-s"],
+        [PART_SERVING, "1.68 CPU-s", "1.24 CPU-s"],
+        ["all (the CPU rows above)", "4.20 CPU-s", "3.10 CPU-s"],
+    ]
+
+
+def test_the_parts_of_the_stack_are_every_process_the_benchmark_started() -> None:
+    def process(pid: int, running: bool = True) -> Any:
+        return SimpleNamespace(pid=pid, is_running=lambda: running)
+
+    stack = SimpleNamespace(
+        prefect=SimpleNamespace(process=process(1)),
+        sandbox=SimpleNamespace(process=process(2)),
+        receiver=SimpleNamespace(process=process(3)),
+        postgresql=None,
+    )
+    bench = Bench(stack=stack, poll_frequency=2, ours=process(4), minimal=process(5, False))  # type: ignore[arg-type]
+    bench.more_ours.append(process(6))
+    bench.extra.append(process(7))
+    assert bench.parts() == {
+        PART_SERVER: [1],
+        PART_SERVING: [4, 6],
+        PART_HELPERS: [2, 3, 7],
+        PART_DATABASE: [],
+    }
+    assert sorted(bench.roots()) == [1, 2, 3, 4, 6, 7]

@@ -54,6 +54,12 @@ DEFAULT_POLL_FREQUENCY = int(DEFAULT_POLL_SECONDS)
 SERVING_READY = "polling for scheduled runs"
 
 
+PART_SERVER = "Prefect server"
+PART_SERVING = "serving processes, with the runs' processes"
+PART_HELPERS = "callback receiver and sandboxes"
+PART_DATABASE = "PostgreSQL"
+
+
 @dataclass
 class Bench:
     """A running benchmark stack.
@@ -68,6 +74,7 @@ class Bench:
         servers: How many processes serve the project's deployments.
         minimal: The process serving the minimal floor, when asked.
         deployment_ids: Deployment ids by `flow/deployment` name.
+        extra: Further processes of a part's own (the export part's sandbox).
         state_key: The state key both floors sign with (saved as the state key block).
         keep_logs: Keep the stack's directory afterwards: a measurement saw failures, and
             the logs there explain them.
@@ -91,14 +98,26 @@ class Bench:
 
     def roots(self) -> list[int]:
         """Every process the benchmark started (their descendants are theirs too)."""
-        processes = [self.stack.prefect.process, self.stack.sandbox.process]
-        if self.stack.receiver is not None:
-            processes.append(self.stack.receiver.process)
-        processes += [p for p in (self.ours, self.minimal) if p is not None]
-        processes += self.more_ours + self.extra
-        if self.stack.postgresql is not None:
-            processes.append(self.stack.postgresql.process)
-        return [process.pid for process in processes if process.is_running()]
+        return [pid for pids in self.parts().values() for pid in pids]
+
+    def parts(self) -> dict[str, list[int]]:
+        """The processes the benchmark started, by part of the stack (each with its
+        descendants: a serving process's runs are its own)."""
+        stack = self.stack
+        serving = [self.ours, self.minimal, *self.more_ours]
+        receiver = stack.receiver.process if stack.receiver else None
+        helpers = [stack.sandbox.process, receiver, *self.extra]
+        database = [stack.postgresql.process if stack.postgresql else None]
+        groups = {
+            PART_SERVER: [stack.prefect.process],
+            PART_SERVING: serving,
+            PART_HELPERS: helpers,
+            PART_DATABASE: database,
+        }
+        return {
+            part: [process.pid for process in processes if process and process.is_running()]
+            for part, processes in groups.items()
+        }
 
     def serving_pids(self) -> list[int]:
         """The serving processes."""

@@ -103,6 +103,7 @@ class LatencyResult:
         bare_instance: Seconds of the bare `POST /instances` calls.
         phases: Per kind and phase, the seconds of each repetition.
         cpu: CPU-seconds per authorization, by kind.
+        cpu_parts: The same by kind and part of the stack (`Bench.parts`).
         new_interpreter_cpu: The same for `ours` and `hot` with the fork server off.
         failures: What went wrong, if anything.
     """
@@ -115,6 +116,7 @@ class LatencyResult:
     bare_instance: list[float] = field(default_factory=list)
     phases: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
+    cpu_parts: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     new_interpreter_cpu: dict[str, list[float]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     complete: bool = True
@@ -161,7 +163,7 @@ async def authorize_once(
         await set_hot_slots(client, HOT_SLOTS if kind == "hot" else 0)
     look = {"poll_seconds": CPU_LOOK_SECONDS} if cpu else {}
     await asyncio.sleep(_JITTER.uniform(0, bench.poll_frequency))
-    cpu_before = sample_tree(bench.roots()).cpu_seconds
+    cpu_before = _cpu_by_part(bench)
     auth: Authorization = await start(client, bench)
     auth.kind = kind
     await wait_for_link(client, auth, timeout=RUN_TIMEOUT, **look)
@@ -174,11 +176,19 @@ async def authorize_once(
     await bench.wait_for_idle()
     if cpu:
         # Everything the stack spent on it: server, receiver, sandbox, runner, run processes.
-        spent = sample_tree(bench.roots()).cpu_seconds - cpu_before
-        result.cpu.setdefault(kind, []).append(spent)
+        spent = {part: seconds - cpu_before[part] for part, seconds in _cpu_by_part(bench).items()}
+        result.cpu.setdefault(kind, []).append(sum(spent.values()))
+        parts = result.cpu_parts.setdefault(kind, {})
+        for part, seconds in spent.items():
+            parts.setdefault(part, []).append(seconds)
     else:
         _record_phases(result, auth, await state_history(client, auth.run_id))
     return auth
+
+
+def _cpu_by_part(bench: Bench) -> dict[str, float]:
+    """CPU-seconds so far of each part of the stack (a part that is not there: 0)."""
+    return {part: sample_tree(pids).cpu_seconds for part, pids in bench.parts().items()}
 
 
 async def set_hot_slots(client: PrefectClient, slots: int) -> None:
@@ -452,7 +462,8 @@ def section(result: LatencyResult, *, title: str = "Latency") -> Section:
                 f"Where the time goes (medians, poll {result.poll_frequency} s)",
                 ["phase", *(KIND_NAMES[kind] for kind in kinds)],
                 phase_rows,
-            )
+            ),
+            *_cpu_parts_table(result, kinds),
         ],
         data=_as_data(result),
         complete=result.complete,
@@ -460,6 +471,33 @@ def section(result: LatencyResult, *, title: str = "Latency") -> Section:
 
 
 KIND_NAMES = {"ours": "ours (suspended)", "hot": "ours (hot)", "minimal": "minimal Prefect flow"}
+
+
+def _cpu_parts_table(
+    result: LatencyResult, kinds: list[str]
+) -> list[tuple[str, list[str], list[list[str]]]]:
+    """CPU per authorization by part of the stack: whose work each path saves or costs.
+
+    Each part's median of its own; they need not add up to the total's median.
+    """
+    measured = [kind for kind in kinds if result.cpu_parts.get(kind)]
+    if not measured:
+        return []
+    parts = list(dict.fromkeys(part for kind in measured for part in result.cpu_parts[kind]))
+    rows = [
+        [part, *(fmt_cpu(median(result.cpu_parts[kind].get(part, []))) for kind in measured)]
+        for part in parts
+        if any(any(result.cpu_parts[kind].get(part, [])) for kind in measured)
+    ]
+    total = [fmt_cpu(median(result.cpu[kind])) for kind in measured]
+    rows.append(["all (the CPU rows above)", *total])
+    return [
+        (
+            "Where the CPU goes (medians, CPU-s per authorization, the fork server on)",
+            ["process", *(KIND_NAMES[kind] for kind in measured)],
+            rows,
+        )
+    ]
 
 
 def _hot_rows(result: LatencyResult) -> list[Row]:
@@ -551,6 +589,7 @@ def _as_data(result: LatencyResult) -> dict[str, Any]:
         "hot": [asdict(run) | {"run_id": str(run.run_id)} for run in result.hot],
         "minimal": [asdict(run) | {"run_id": str(run.run_id)} for run in result.minimal],
         "cpu": result.cpu,
+        "cpu_parts": result.cpu_parts,
         "new_interpreter_cpu": result.new_interpreter_cpu,
         "bare_link": result.bare_link,
         "bare_instance": result.bare_instance,
