@@ -61,7 +61,6 @@ from uuid import UUID
 
 import anyio
 from prefect import get_run_logger
-from prefect._flow_run_suspension import mark_flow_run_suspension_requested
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import FlowRun, State, StateType
@@ -79,6 +78,13 @@ from starlette import status
 
 from flows.steps.process_output import silence_unread_output
 from open_connectors import RunEndedWhileWaitingError
+
+try:  # Prefect's own way to end a run's process leaving its state as is; private, may move
+    from prefect._flow_run_suspension import (
+        mark_flow_run_suspension_requested as _mark_suspension_requested,
+    )
+except ImportError:  # such a Prefect release: runs suspend at once (`hot_waits_supported`)
+    _mark_suspension_requested = None  # type: ignore[assignment]
 
 HOT_WAIT_LIMIT = "open-connectors-hot-waits"
 # Emitted on a run (`prefect.flow-run.<id>`) to end its hot wait now: its process ends.
@@ -123,8 +129,18 @@ class HotWaitSettings(BaseSettings):
 
     @property
     def enabled(self) -> bool:
-        """Whether runs wait hot at all."""
-        return self.seconds > 0
+        """Whether runs wait hot at all: a window, on a Prefect that supports it."""
+        return self.seconds > 0 and hot_waits_supported()
+
+
+def hot_waits_supported() -> bool:
+    """Whether this Prefect can end a waiting run's process without a state change.
+
+    The hot wait relies on a private Prefect function for it. A Prefect release that
+    moves it turns hot waits off (runs suspend at once, as with `OC_HOT_WAIT_SECONDS=0`)
+    instead of breaking every authorization.
+    """
+    return _mark_suspension_requested is not None
 
 
 @dataclass(frozen=True)
@@ -204,7 +220,9 @@ def end_process(left: HandedBack, run: FlowRun) -> None:
     Prefect's own way for a suspension made from inside the run (`asuspend_flow_run`
     with a `flow_run_id`): its engine then ends the process without proposing a state.
     """
-    mark_flow_run_suspension_requested(run.id, left.state)
+    if _mark_suspension_requested is None:  # never: `wait_hot` runs only when supported
+        raise RuntimeError("This Prefect cannot end a process without a state change.")
+    _mark_suspension_requested(run.id, left.state)
 
 
 def _hot_keyset(key: str) -> dict[str, str]:

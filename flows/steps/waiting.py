@@ -31,6 +31,7 @@ from flows.steps.hot_wait import (
     HandedBack,
     HotWaitSettings,
     end_process,
+    hot_waits_supported,
     stored_hot_answer,
     wait_hot,
 )
@@ -79,6 +80,11 @@ async def wait_for_answer(
     signer = (await run_state_key()).signer()
     suspend = run.deployment_id is not None and run.parent_task_run_id is None
     hot = HotWaitSettings()
+    if suspend and hot.seconds > 0 and not hot_waits_supported():
+        logger.warning(
+            "This Prefect version cannot end a waiting run's process without a state change: "
+            "hot waits are off, the run suspends at once."
+        )
     # Keys that fired in an earlier process of this run (before a suspension).
     fired = set(run.empirical_policy.pause_keys or ())
     problem: str | None = None

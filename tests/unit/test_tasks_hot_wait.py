@@ -11,6 +11,8 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -250,3 +252,19 @@ async def test_an_orphaned_process_ends_its_wait_and_leaves_the_answer_to_the_ne
     current = await prefect.read_flow_run(running.id)
     # Left for whichever runner or worker is up: not taken by the orphan.
     assert current.state is not None and current.state.name == "Resuming"
+
+
+def test_a_prefect_release_without_its_private_function_turns_hot_waits_off() -> None:
+    # The hot wait ends its process through a private Prefect function; a release that
+    # moves it must leave authorizations working, suspended at once.
+    check = (
+        "import prefect.flow_runs\n"  # Prefect's own users of it, imported as they are
+        "import prefect._flow_run_suspension as moved\n"
+        "del moved.mark_flow_run_suspension_requested\n"
+        "from flows.steps import hot_wait\n"
+        "assert not hot_wait.hot_waits_supported()\n"
+        "assert not hot_wait.HotWaitSettings(seconds=30).enabled\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert hot_wait.hot_waits_supported() and HotWaitSettings(seconds=30).enabled
