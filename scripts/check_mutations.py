@@ -187,15 +187,29 @@ MUTATIONS = [
     (
         "an orphaned hot wait that takes the answer with nobody supervising it",
         "flows/steps/hot_wait.py",
-        "        asyncio.create_task(_follow_parent(changes, parent=os.getppid())),\n",
+        "        asyncio.create_task(_follow_supervision(changes)),\n",
         "",
         "tests/unit/test_tasks_hot_wait.py",
     ),
     (
+        "an orphan that claims an answer arriving before it sees its worker gone",
+        "flows/steps/hot_wait.py",
+        "sigterm.received or sigterm.changes.end_requested or sigterm.changes.unsupervised()",
+        "sigterm.received or sigterm.changes.end_requested",
+        "tests/unit/test_tasks_hot_wait.py",
+    ),
+    (
+        "a run forked by the fork server blind to its runner's end",
+        "flows/steps/supervision.py",
+        "            gone = not self._runner.is_alive()",
+        "            gone = os.getppid() != self._parent_pid",
+        "tests/unit/test_supervision.py",
+    ),
+    (
         "an orphaned hot wait ended by its own console log",
         "flows/steps/hot_wait.py",
-        "    silence_unread_output()\n",
-        "",
+        "            silence_unread_output()\n",
+        "            pass\n",
         "tests/e2e/test_workers.py::"
         "test_a_run_waiting_hot_when_its_worker_alone_is_killed_completes_on_another_worker",
     ),

@@ -24,7 +24,8 @@ So nothing has to change when the window ends, and nothing is lost when the proc
 ends early: the window's end, a serving process or worker that stops (SIGTERM), a
 killed container, a lost machine, Prefect's API failing while the process watches, a
 worker or serving process killed alone (its runs' processes, orphaned, end by themselves
-within `PARENT_CHECK_SECONDS` rather than complete a run nobody supervises).
+within `SUPERVISION_CHECK_SECONDS` rather than complete a run nobody supervises;
+`flows.steps.supervision`).
 The run stays suspended, and the answer resumes it on whichever serving process or
 worker is up then. Until the run is taken back, a SIGTERM ends the wait quietly,
 instead of Prefect's crash report that would end the run. (Only Prefect's runner
@@ -49,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -76,7 +76,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from starlette import status
 
-from flows.steps.process_output import silence_unread_output
+from flows.steps.supervision import Supervision, silence_unread_output
 from open_connectors import RunEndedWhileWaitingError
 
 try:  # Prefect's own way to end a run's process leaving its state as is; private, may move
@@ -101,9 +101,9 @@ RECHECKS = 10
 # While the event stream is connected, reads of the state are only a backstop for a
 # lost event: a resume wakes the run through the stream at once.
 STREAM_BACKSTOP_SECONDS = 15.0
-# How often a hot wait checks that the process that started it (the serving process's
-# fork server, the worker) is still there: a system call, no request.
-PARENT_CHECK_SECONDS = 1.0
+# How often a hot wait checks that the serving process or worker that started its process
+# is still there, and still reads its output: system calls, no request.
+SUPERVISION_CHECK_SECONDS = 1.0
 # States a run passes through before it waits, and its heartbeats: the stream first
 # replays the last minute, and these never end a wait. A resume is `Resuming`.
 _NOT_AN_END_OF_WAIT = ("heartbeat", "Scheduled", "Late", "Paused")
@@ -477,7 +477,9 @@ async def _take_back(
     Raises:
         RunEndedWhileWaitingError: The run was cancelled between the claim and its start.
     """
-    if sigterm is not None and (sigterm.received or sigterm.changes.end_requested):
+    if sigterm is not None and (
+        sigterm.received or sigterm.changes.end_requested or sigterm.changes.unsupervised()
+    ):
         return False  # stopping: the resumed run is for the next serving process or worker
     try:
         state = await propose_state(client=client, state=Pending(), flow_run_id=flow_run_id)
@@ -519,6 +521,32 @@ class StateChanges:
         self._changed = anyio.Event()
         self.connected_at: float | None = None
         self.end_requested = False
+        self.supervision: Supervision | None = None
+        self._unsupervised = False
+
+    def unsupervised(self) -> bool:
+        """Whether the serving process or worker that started this process is gone (or no
+        longer reads its output); if so, end the wait (once).
+
+        An orphaned process must not take the answered run: nobody would stop or report
+        it, and Rich would end it on its first console log into the dead pipe. So its
+        unread output goes to the null device first, and the run waits on, suspended.
+        """
+        if self._unsupervised:
+            return True
+        if self.supervision is None or not self.supervision.lost():
+            return False
+        self._unsupervised = True
+        try:
+            silence_unread_output()
+        finally:
+            self.request_end()
+        with contextlib.suppress(Exception):
+            get_run_logger().warning(
+                "The serving process or worker that started this run's process is gone: the "
+                "run stays suspended, and the answer resumes it on whichever is up then."
+            )
+        return True
 
     def connected_for(self) -> float | None:
         """Seconds since the event stream connected; None while it is not connected."""
@@ -555,9 +583,10 @@ async def _state_changes(flow_run_id: UUID, *, since: datetime) -> AsyncIterator
     only wake-ups.
     """
     changes = StateChanges()
+    changes.supervision = Supervision()
     listeners = [
         asyncio.create_task(_follow_run_events(flow_run_id, changes, since=since)),
-        asyncio.create_task(_follow_parent(changes, parent=os.getppid())),
+        asyncio.create_task(_follow_supervision(changes)),
     ]
     try:
         yield changes
@@ -569,24 +598,10 @@ async def _state_changes(flow_run_id: UUID, *, since: datetime) -> AsyncIterator
         await asyncio.wait(listeners)
 
 
-async def _follow_parent(changes: StateChanges, *, parent: int) -> None:
-    """End the wait when the process that started this one is gone (this one is orphaned).
-
-    A worker or serving process killed alone (an out-of-memory kill, `kill -9` of its
-    pid) leaves its runs' processes behind, with nobody to stop them, report them or
-    read their output. Such a process must not take the answered run: it ends, and the
-    run waits on, suspended, for whichever worker or serving process is up.
-    """
-    while os.getppid() == parent:  # noqa: ASYNC110 - nothing signals a parent's end
-        await asyncio.sleep(PARENT_CHECK_SECONDS)
-    # Its output pipe has no reader any more: a console log would end the process.
-    silence_unread_output()
-    changes.request_end()
-    get_run_logger().warning(
-        "The process that started this run's process (pid %d) is gone: the run stays "
-        "suspended, and the answer resumes it on whichever serving process or worker is up.",
-        parent,
-    )
+async def _follow_supervision(changes: StateChanges) -> None:
+    """End the wait once this process is orphaned (`StateChanges.unsupervised`)."""
+    while not changes.unsupervised():  # noqa: ASYNC110 - nothing signals a parent's end
+        await asyncio.sleep(SUPERVISION_CHECK_SECONDS)
 
 
 async def _follow_run_events(

@@ -369,23 +369,30 @@ async def test_a_stopped_serving_process_hands_its_hot_wait_over_instead_of_canc
     assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
 
 
-@pytest.mark.parametrize("stop", ["SIGKILL to the group", "SIGTERM to the group"])
+@pytest.mark.parametrize(
+    "stop", ["SIGKILL to the group", "SIGTERM to the group", "SIGKILL to it alone"]
+)
 async def test_a_hot_wait_whose_serving_process_is_gone_is_completed_by_the_next_one(
     hot_stack: LocalStack, stop: str
 ) -> None:
     # SIGKILL: the serving machine or container is lost, nobody reports anything.
     # SIGTERM to the whole group (systemd's default): the run's own process gets it too,
-    # where Prefect would report the run Crashed. Either way the run waits on, suspended,
-    # and the answer completes it on the next serving process, once.
+    # where Prefect would report the run Crashed. SIGKILL to the serving process alone (an
+    # out-of-memory kill): its fork server, the run process's parent, lives on, and the
+    # orphaned run process ends by itself. Each way the run waits on, suspended, and the
+    # answer completes it on the next serving process, once.
     async with get_client() as prefect:
         await wait_for_free_hot_slots(prefect)
-        run = await start_authorization(f"Lost serving ERP {stop.split()[0]}")
+        run = await start_authorization(f"Lost serving ERP {stop.split()[0]} {stop[-5:]}")
         waiting, _ = await wait_for_form(prefect, run.id)
         assert waiting.state is not None and waiting.state.name == "Paused"
         (serving,) = [process for process in hot_stack.serving if process.is_running()]
         (waiting_process,) = flow_run_processes(serving.pid)
-        if stop.startswith("SIGKILL"):
+        if stop == "SIGKILL to the group":
             serving.kill()
+        elif stop == "SIGKILL to it alone":
+            os.kill(serving.pid, signal.SIGKILL)
+            serving.popen.wait(timeout=60)
         else:
             os.killpg(serving.pid, signal.SIGTERM)
             serving.popen.wait(timeout=60)
@@ -398,7 +405,7 @@ async def test_a_hot_wait_whose_serving_process_is_gone_is_completed_by_the_next
         assert waits_suspended(current), current.state
         names = await state_names(prefect, run.id)
         assert not {"Cancelling", "Cancelled", "Crashed"} & set(names), names
-        hot_stack.start_serving(f"serve-after-{stop.split()[0].lower()}")
+        hot_stack.start_serving(f"serve-after-{stop.split()[0].lower()}-{stop[-5:]}")
         await answer_through_receiver(await consent_redirect(prefect, run))
         final = await wait_for_final(prefect, run.id, timeout=120)
         assert final.state is not None and final.state.is_completed(), final.state

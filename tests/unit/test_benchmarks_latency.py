@@ -187,7 +187,7 @@ def test_the_cpu_is_shown_by_part_of_the_stack_beside_the_total() -> None:
     assert rows == [
         [PART_SERVER, "2.52 CPU-s", "1.86 CPU-s"],
         [PART_SERVING, "1.68 CPU-s", "1.24 CPU-s"],
-        ["all (the CPU rows above)", "4.20 CPU-s", "3.10 CPU-s"],
+        ["all processes (median of the totals)", "4.20 CPU-s", "3.10 CPU-s"],
     ]
 
 

@@ -237,10 +237,10 @@ async def test_a_failure_while_watching_leaves_the_run_suspended(
 async def test_an_orphaned_process_ends_its_wait_and_leaves_the_answer_to_the_next_one(
     prefect: PrefectClient, running: FlowRun, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Its worker or serving process was killed alone (`kill -9` of its pid, an
-    # out-of-memory kill): the process is orphaned, with nobody to stop or report it.
+    # Its worker was killed alone (`kill -9` of its pid, an out-of-memory kill): the
+    # process is orphaned, with nobody to stop or report it.
     parent = os.getppid()
-    monkeypatch.setattr(hot_wait, "PARENT_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr(hot_wait, "SUPERVISION_CHECK_SECONDS", 0.05)
     monkeypatch.setattr(os, "getppid", lambda: parent)
     slot = Slot()
     waiting = wait(running, slot)
@@ -248,10 +248,27 @@ async def test_an_orphaned_process_ends_its_wait_and_leaves_the_answer_to_the_ne
     parent = 1  # reparented to init
     handed = await asyncio.wait_for(waiting, 10)
     assert isinstance(handed, HandedBack) and handed.suspended
-    await prefect.resume_flow_run(running.id, run_input={"code": "c0de"})
     current = await prefect.read_flow_run(running.id)
-    # Left for whichever runner or worker is up: not taken by the orphan.
+    assert current.state is not None and current.state.id == handed.state.id
+
+
+async def test_an_answer_right_after_the_worker_died_is_not_taken_by_the_orphan(
+    prefect: PrefectClient, running: FlowRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The resume lands before the periodic look sees the worker gone: the claim looks
+    # first, and leaves the resumed run to whichever runner or worker is up.
+    parent = os.getppid()
+    monkeypatch.setattr(hot_wait, "SUPERVISION_CHECK_SECONDS", 3600)
+    monkeypatch.setattr(os, "getppid", lambda: parent)
+    waiting = wait(running, Slot())
+    await until_suspended(prefect, running.id)
+    parent = 1
+    await prefect.resume_flow_run(running.id, run_input={"code": "c0de"})
+    handed = await asyncio.wait_for(waiting, 10)
+    assert isinstance(handed, HandedBack) and handed.suspended
+    current = await prefect.read_flow_run(running.id)
     assert current.state is not None and current.state.name == "Resuming"
+    assert (await names(prefect, running.id))[-1] == "Resuming"
 
 
 def test_a_prefect_release_without_its_private_function_turns_hot_waits_off() -> None:

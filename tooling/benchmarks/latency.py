@@ -490,10 +490,10 @@ def _cpu_parts_table(
         if any(any(result.cpu_parts[kind].get(part, [])) for kind in measured)
     ]
     total = [fmt_cpu(median(result.cpu[kind])) for kind in measured]
-    rows.append(["all (the CPU rows above)", *total])
+    rows.append(["all processes (median of the totals)", *total])
     return [
         (
-            "Where the CPU goes (medians, CPU-s per authorization, the fork server on)",
+            "Where the CPU goes (medians, CPU-s per authorization; ours forked by the fork server)",
             ["process", *(KIND_NAMES[kind] for kind in measured)],
             rows,
         )
