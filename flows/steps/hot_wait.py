@@ -515,6 +515,7 @@ class StateChanges:
     Attributes:
         connected_at: When the event stream connected (monotonic), None while it is not.
         end_requested: The serving process asked the wait to end now (it is stopping).
+        supervision: What started this process, while the wait follows it (`unsupervised`).
     """
 
     def __init__(self) -> None:
