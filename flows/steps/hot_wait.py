@@ -199,7 +199,14 @@ async def wait_hot(
                 window,
             )
             return await _wait_suspended_in_process(
-                form, run=run, key=key, window=window, timeout=timeout, settings=settings, slot=slot
+                form,
+                client=client,
+                run=run,
+                key=key,
+                window=window,
+                timeout=timeout,
+                settings=settings,
+                slot=slot,
             )
 
 
@@ -292,6 +299,7 @@ async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterato
 async def _wait_suspended_in_process(
     form: type[R],
     *,
+    client: PrefectClient,
     run: FlowRun,
     key: str,
     window: float,
@@ -302,54 +310,51 @@ async def _wait_suspended_in_process(
     proposed = Paused(timeout_seconds=max(1, round(timeout)), reschedule=True, pause_key=key)
     keyset = _hot_keyset(key)
     proposed.state_details.run_input_keyset = keyset
-    async with get_client() as client:
-        with _sigterm_ends() as sigterm:
-            state = await propose_state(client=client, state=proposed, flow_run_id=run.id)
-            if state.is_running():
-                # This pause fired before and was answered: hand the stored answer back.
-                return await form.aload(keyset, flow_run_id=run.id)
-            if not state.is_paused():
-                raise RunEndedWhileWaitingError(
-                    f"The run could not wait: it is {state.type.value}."
-                )
-            suspension = HandedBack(state)
-            # Without its form the run could not be answered: a failure here fails it.
-            await form.asave(keyset, flow_run_id=run.id)
-            try:
-                current = await _watch(
-                    client, run.id, suspension, window=window, settings=settings, sigterm=sigterm
-                )
-            except Exception as exc:  # suspended all along: the answer resumes it elsewhere
-                get_run_logger().warning(
-                    "Watching the suspended run failed (%s); its process ends, the run waits on.",
-                    type(exc).__name__,
-                )
-                return suspension
-            if current is None:
-                # The window's end, a stop (an end request or a SIGTERM), or another
-                # process moved the run on: the run stays as it is.
-                if sigterm.received or sigterm.changes.end_requested:
-                    get_run_logger().info(
-                        "This process is stopping: the run stays suspended; the answer "
-                        "resumes it on whichever serving process or worker is up then."
-                    )
-                return suspension
-            if _cancelled(current):
-                # The runner or worker ends this process and records the cancel.
-                await slot.release()
-                current = await _wait_for_the_cancel(client, run.id, sigterm=sigterm)
-                return HandedBack(current.state or suspension.state)
-            if current.state is not None and current.state.is_final():
-                # Expired, or ended by someone else: nothing to propose.
-                await slot.release()
-                return HandedBack(current.state)
-            if not await _take_back(client, run.id, sigterm=sigterm):
+    with _sigterm_ends() as sigterm:
+        state = await propose_state(client=client, state=proposed, flow_run_id=run.id)
+        if state.is_running():
+            # This pause fired before and was answered: hand the stored answer back.
+            return await form.aload(keyset, flow_run_id=run.id)
+        if not state.is_paused():
+            raise RunEndedWhileWaitingError(f"The run could not wait: it is {state.type.value}.")
+        suspension = HandedBack(state)
+        # Without its form the run could not be answered: a failure here fails it.
+        await form.asave(keyset, flow_run_id=run.id)
+        try:
+            current = await _watch(
+                client, run.id, suspension, window=window, settings=settings, sigterm=sigterm
+            )
+        except Exception as exc:  # suspended all along: the answer resumes it elsewhere
+            get_run_logger().warning(
+                "Watching the suspended run failed (%s); its process ends, the run waits on.",
+                type(exc).__name__,
+            )
+            return suspension
+        if current is None:
+            # The window's end, a stop (an end request or a SIGTERM), or another
+            # process moved the run on: the run stays as it is.
+            if sigterm.received or sigterm.changes.end_requested:
                 get_run_logger().info(
-                    "This process did not take the resumed run: it goes on elsewhere."
+                    "This process is stopping: the run stays suspended; the answer "
+                    "resumes it on whichever serving process or worker is up then."
                 )
-                return suspension
-            sigterm.taken_back = True
-        return await form.aload(keyset, flow_run_id=run.id)
+            return suspension
+        if _cancelled(current):
+            # The runner or worker ends this process and records the cancel.
+            await slot.release()
+            current = await _wait_for_the_cancel(client, run.id, sigterm=sigterm)
+            return HandedBack(current.state or suspension.state)
+        if current.state is not None and current.state.is_final():
+            # Expired, or ended by someone else: nothing to propose.
+            await slot.release()
+            return HandedBack(current.state)
+        if not await _take_back(client, run.id, sigterm=sigterm):
+            get_run_logger().info(
+                "This process did not take the resumed run: it goes on elsewhere."
+            )
+            return suspension
+        sigterm.taken_back = True
+    return await form.aload(keyset, flow_run_id=run.id)
 
 
 async def _watch(

@@ -75,17 +75,32 @@ async def running(prefect: PrefectClient) -> FlowRun:
 
 
 def wait(run: FlowRun, slot: Slot, *, window: float = 30) -> asyncio.Task[Any]:
-    return asyncio.create_task(
-        hot_wait._wait_suspended_in_process(
-            AuthorizationAnswer,
-            run=run,
-            key=KEY,
-            window=window,
-            timeout=3600,
-            settings=SETTINGS,
-            slot=slot,  # type: ignore[arg-type]
-        )
-    )
+    async def waiting() -> Any:
+        async with get_client() as client:
+            return await hot_wait._wait_suspended_in_process(
+                AuthorizationAnswer,
+                client=client,
+                run=run,
+                key=KEY,
+                window=window,
+                timeout=3600,
+                settings=SETTINGS,
+                slot=slot,  # type: ignore[arg-type]
+            )
+
+    return asyncio.create_task(waiting())
+
+
+class Parent:
+    """This process's parent pid as the hot wait sees it; `die()` orphans the process."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, check_seconds: float) -> None:
+        self.pid = os.getppid()
+        monkeypatch.setattr(hot_wait, "SUPERVISION_CHECK_SECONDS", check_seconds)
+        monkeypatch.setattr(os, "getppid", lambda: self.pid)
+
+    def die(self) -> None:
+        self.pid = 1  # reparented to init
 
 
 async def until_suspended(prefect: PrefectClient, run_id: UUID) -> None:
@@ -239,13 +254,10 @@ async def test_an_orphaned_process_ends_its_wait_and_leaves_the_answer_to_the_ne
 ) -> None:
     # Its worker was killed alone (`kill -9` of its pid, an out-of-memory kill): the
     # process is orphaned, with nobody to stop or report it.
-    parent = os.getppid()
-    monkeypatch.setattr(hot_wait, "SUPERVISION_CHECK_SECONDS", 0.05)
-    monkeypatch.setattr(os, "getppid", lambda: parent)
-    slot = Slot()
-    waiting = wait(running, slot)
+    parent = Parent(monkeypatch, check_seconds=0.05)
+    waiting = wait(running, Slot())
     await until_suspended(prefect, running.id)
-    parent = 1  # reparented to init
+    parent.die()
     handed = await asyncio.wait_for(waiting, 10)
     assert isinstance(handed, HandedBack) and handed.suspended
     current = await prefect.read_flow_run(running.id)
@@ -257,12 +269,10 @@ async def test_an_answer_right_after_the_worker_died_is_not_taken_by_the_orphan(
 ) -> None:
     # The resume lands before the periodic look sees the worker gone: the claim looks
     # first, and leaves the resumed run to whichever runner or worker is up.
-    parent = os.getppid()
-    monkeypatch.setattr(hot_wait, "SUPERVISION_CHECK_SECONDS", 3600)
-    monkeypatch.setattr(os, "getppid", lambda: parent)
+    parent = Parent(monkeypatch, check_seconds=3600)
     waiting = wait(running, Slot())
     await until_suspended(prefect, running.id)
-    parent = 1
+    parent.die()
     await prefect.resume_flow_run(running.id, run_input={"code": "c0de"})
     handed = await asyncio.wait_for(waiting, 10)
     assert isinstance(handed, HandedBack) and handed.suspended
