@@ -189,9 +189,6 @@ async def wait_hot(
             return None
         async with _hot_slot(client, window + LEASE_MARGIN_SECONDS) as slot:
             if slot is None:
-                logger.info(
-                    "Every hot-wait slot (%s) is taken: the run suspends now.", HOT_WAIT_LIMIT
-                )
                 return None
             logger.info(
                 "Waiting for the authorization in this process for %.0f s (the run is "
@@ -273,27 +270,45 @@ class HotSlot:
 
 @contextlib.asynccontextmanager
 async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterator[HotSlot | None]:
-    """Take a hot-wait slot if one is free now, without waiting for one (None).
+    """Take a hot-wait slot if one is free now, without waiting for one (None: the run
+    suspends at once).
 
     One request, answered by the server from the limit's state: a slow server delays the
     answer but never turns a free slot into "all taken", as a client-side acquisition
     timeout would. The lease outlives the hot window, so it needs no renewal; a process
-    that dies leaves it to run out.
+    that dies leaves it to run out. A request that fails (after Prefect's client's own
+    retries) is no slot either: the hot wait only saves time, and the authorization goes
+    on suspended rather than fail over it.
     """
+    slot: HotSlot | None = None
     try:
         response = await client.increment_concurrency_slots_with_lease(
             names=[HOT_WAIT_LIMIT], slots=1, mode="concurrency", lease_duration=lease_seconds
         )
-    except PrefectHTTPStatusError as exc:
-        if exc.response.status_code != status.HTTP_423_LOCKED:
-            raise
+        slot = HotSlot(client, UUID(response.json()["lease_id"]))
+    except Exception as exc:  # not BaseException: a cancel or a signal goes on up
+        _log_no_slot(exc)
+    if slot is None:
         yield None
         return
-    slot = HotSlot(client, UUID(response.json()["lease_id"]))
     try:
         yield slot
     finally:
         await slot.release()
+
+
+def _log_no_slot(exc: Exception) -> None:
+    """Say why the run suspends at once instead of waiting hot."""
+    logger = get_run_logger()
+    if (
+        isinstance(exc, PrefectHTTPStatusError)
+        and exc.response.status_code == status.HTTP_423_LOCKED
+    ):
+        logger.info("Every hot-wait slot (%s) is taken: the run suspends now.", HOT_WAIT_LIMIT)
+    else:
+        logger.warning(
+            "Could not take a hot-wait slot (%s): the run suspends now.", type(exc).__name__
+        )
 
 
 async def _wait_suspended_in_process(

@@ -3,6 +3,7 @@ ends while it waits)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import SimpleNamespace
 from typing import Any
@@ -20,16 +21,25 @@ from flows.steps.hot_wait import HOT_WAIT_LIMIT, HotSlot
 class FakePrefect:
     """The requests a hot wait makes about its slot and its run, recorded in order."""
 
-    def __init__(self, states: list[StateType] | None = None, *, locked: bool = False) -> None:
+    def __init__(
+        self,
+        states: list[StateType] | None = None,
+        *,
+        locked: bool = False,
+        failure: Exception | None = None,
+    ) -> None:
         self.calls: list[str] = []
         self.states = list(states or [])
         self.locked = locked
+        self.failure = failure
         self.fail_release = False
         self.lease_id = uuid4()
 
     async def increment_concurrency_slots_with_lease(self, **kwargs: Any) -> httpx.Response:
         self.calls.append(f"take {kwargs['names']}")
         request = httpx.Request("POST", "http://prefect/v2/concurrency_limits/increment-with-lease")
+        if self.failure is not None:
+            raise self.failure
         if self.locked:
             response = httpx.Response(423, request=request)
             raise PrefectHTTPStatusError.from_httpx_error(
@@ -74,6 +84,43 @@ async def test_no_free_slot_means_no_slot_and_nothing_to_give_back() -> None:
     async with hot_wait._hot_slot(prefect, 240) as slot:  # type: ignore[arg-type]
         assert slot is None
     assert prefect.calls == [f"take {[HOT_WAIT_LIMIT]}"]
+
+
+def _status_error(code: int) -> PrefectHTTPStatusError:
+    request = httpx.Request("POST", "http://prefect/v2/concurrency_limits/increment-with-lease")
+    response = httpx.Response(code, request=request)
+    return PrefectHTTPStatusError.from_httpx_error(
+        httpx.HTTPStatusError("refused", request=request, response=response)
+    )
+
+
+@pytest.mark.parametrize(
+    "failure", [_status_error(503), httpx.ConnectError("refused")], ids=["503", "unreachable"]
+)
+async def test_a_failed_request_for_a_slot_is_no_slot_and_is_logged(
+    failure: Exception, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The hot wait only saves time: the run suspends at once instead of failing over it.
+    prefect = FakePrefect(failure=failure)
+    with caplog.at_level(logging.INFO, logger="hot-wait-test"):
+        async with hot_wait._hot_slot(prefect, 240) as slot:  # type: ignore[arg-type]
+            assert slot is None
+    assert prefect.calls == [f"take {[HOT_WAIT_LIMIT]}"]
+    assert f"Could not take a hot-wait slot ({type(failure).__name__})" in caplog.text
+
+
+async def test_no_free_slot_is_said_as_such(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="hot-wait-test"):
+        async with hot_wait._hot_slot(FakePrefect(locked=True), 240) as slot:  # type: ignore[arg-type]
+            assert slot is None
+    assert "Every hot-wait slot" in caplog.text and "Could not" not in caplog.text
+
+
+async def test_an_interrupted_request_for_a_slot_goes_on_up() -> None:
+    prefect = FakePrefect(failure=asyncio.CancelledError())  # type: ignore[arg-type]
+    with pytest.raises(asyncio.CancelledError):
+        async with hot_wait._hot_slot(prefect, 240):  # type: ignore[arg-type]
+            pass
 
 
 async def test_a_slot_is_given_back_once() -> None:
