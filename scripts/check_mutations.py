@@ -213,6 +213,13 @@ MUTATIONS = [
         "tests/e2e/test_workers.py::"
         "test_a_run_waiting_hot_when_its_worker_alone_is_killed_completes_on_another_worker",
     ),
+    (
+        "a busy database's refusal of a hot slot asked again only after Prefect's back-off",
+        "flows/steps/hot_slots.py",
+        '    hooks = {"event_hooks": {"response": [_raise_busy_refusal]}}',
+        '    hooks = {"event_hooks": {"response": []}}',
+        "tests/unit/test_hot_wait_slots.py::test_a_busy_databases_refusals_are_asked_again_at_once",
+    ),
 ]
 
 

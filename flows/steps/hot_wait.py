@@ -62,11 +62,10 @@ from uuid import UUID
 import anyio
 from prefect import get_run_logger
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-from prefect.exceptions import Abort, ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
+from prefect.exceptions import Abort
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.logging import get_logger
@@ -74,8 +73,8 @@ from prefect.states import Paused, Pending, Running
 from prefect.utilities.engine import propose_state
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from starlette import status
 
+from flows.steps.hot_slots import HOT_WAIT_LIMIT, HotSlot, ensure_hot_wait_limit, hot_slot
 from flows.steps.supervision import Supervision, silence_unread_output
 from open_connectors import RunEndedWhileWaitingError
 
@@ -86,7 +85,6 @@ try:  # Prefect's own way to end a run's process leaving its state as is; privat
 except ImportError:  # such a Prefect release: runs suspend at once (`hot_waits_supported`)
     _mark_suspension_requested = None  # type: ignore[assignment]
 
-HOT_WAIT_LIMIT = "open-connectors-hot-waits"
 # Emitted on a run (`prefect.flow-run.<id>`) to end its hot wait now: its process ends.
 HOT_WAIT_END_REQUESTED = "open-connectors.hot-wait.end-requested"
 # How long a hot wait leaves a cancel to the runner before it stops by itself.
@@ -187,7 +185,7 @@ async def wait_hot(
             # would refuse a request for a slot of it as invalid.
             logger.info("The hot-wait limit %s has 0 slots: the run suspends now.", HOT_WAIT_LIMIT)
             return None
-        async with _hot_slot(client, window + LEASE_MARGIN_SECONDS) as slot:
+        async with hot_slot(client, window + LEASE_MARGIN_SECONDS) as slot:
             if slot is None:
                 return None
             logger.info(
@@ -232,83 +230,6 @@ def end_process(left: HandedBack, run: FlowRun) -> None:
 def _hot_keyset(key: str) -> dict[str, str]:
     """The run input keys of the hot wait `key` (Prefect's naming for a Paused state)."""
     return keyset_from_paused_state(Paused(pause_key=key))
-
-
-class HotSlot:
-    """A hot-wait slot held under a lease, given back once: at the end of the wait, or
-    as soon as the wait sees the run ended.
-    """
-
-    def __init__(self, client: PrefectClient, lease_id: UUID) -> None:
-        self._client = client
-        self._lease_id = lease_id
-        self.released = False
-
-    async def release(self) -> None:
-        """Give the slot back (once; later calls do nothing).
-
-        A failed request is logged, not raised (the lease runs out by itself). An
-        interruption (a signal, a cancel from outside anyio) is raised and leaves the
-        slot to a later call.
-        """
-        if self.released:
-            return
-        self.released = True
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._client.release_concurrency_slots_with_lease(self._lease_id)
-            except Exception as exc:
-                get_run_logger().warning(
-                    "Could not give the hot-wait slot back (%s); it frees itself when its "
-                    "lease runs out.",
-                    type(exc).__name__,
-                )
-            except BaseException:
-                self.released = False  # the slot's own cleanup (`_hot_slot`) tries again
-                raise
-
-
-@contextlib.asynccontextmanager
-async def _hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterator[HotSlot | None]:
-    """Take a hot-wait slot if one is free now, without waiting for one (None: the run
-    suspends at once).
-
-    One request, answered by the server from the limit's state: a slow server delays the
-    answer but never turns a free slot into "all taken", as a client-side acquisition
-    timeout would. The lease outlives the hot window, so it needs no renewal; a process
-    that dies leaves it to run out. A request that fails (after Prefect's client's own
-    retries) is no slot either: the hot wait only saves time, and the authorization goes
-    on suspended rather than fail over it.
-    """
-    slot: HotSlot | None = None
-    try:
-        response = await client.increment_concurrency_slots_with_lease(
-            names=[HOT_WAIT_LIMIT], slots=1, mode="concurrency", lease_duration=lease_seconds
-        )
-        slot = HotSlot(client, UUID(response.json()["lease_id"]))
-    except Exception as exc:  # not BaseException: a cancel or a signal goes on up
-        _log_no_slot(exc)
-    if slot is None:
-        yield None
-        return
-    try:
-        yield slot
-    finally:
-        await slot.release()
-
-
-def _log_no_slot(exc: Exception) -> None:
-    """Say why the run suspends at once instead of waiting hot."""
-    logger = get_run_logger()
-    if (
-        isinstance(exc, PrefectHTTPStatusError)
-        and exc.response.status_code == status.HTTP_423_LOCKED
-    ):
-        logger.info("Every hot-wait slot (%s) is taken: the run suspends now.", HOT_WAIT_LIMIT)
-    else:
-        logger.warning(
-            "Could not take a hot-wait slot (%s): the run suspends now.", type(exc).__name__
-        )
 
 
 async def _wait_suspended_in_process(
@@ -674,18 +595,3 @@ def _resumed(run: FlowRun) -> bool:
     runner or worker (Pending, Running), cancelled or ended."""
     state = run.state
     return state is not None and state.type is not StateType.PAUSED
-
-
-async def ensure_hot_wait_limit(client: PrefectClient, limit: int) -> int:
-    """Create the hot-wait concurrency limit on first use; its number of slots.
-
-    An existing limit is kept as it is (the operator's choice in the UI).
-    """
-    with contextlib.suppress(ObjectNotFound):
-        return (await client.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)).limit
-    with contextlib.suppress(ObjectAlreadyExists):  # another run created it first
-        await client.create_global_concurrency_limit(
-            GlobalConcurrencyLimitCreate(name=HOT_WAIT_LIMIT, limit=limit, active=True)
-        )
-        return limit
-    return (await client.read_global_concurrency_limit_by_name(HOT_WAIT_LIMIT)).limit

@@ -25,7 +25,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling
 
 from blocks import ConnectorInstance
-from flows.steps.hot_wait import HOT_WAIT_LIMIT
+from flows.steps.hot_slots import HOT_WAIT_LIMIT
 from tests.e2e.conftest import consent_redirect, run_tag, start_authorization
 from tests.e2e.leak_audit import LeakAudit
 from tooling.devstack.consent import deliver

@@ -41,7 +41,8 @@ from prefect.client.schemas.actions import (
 )
 from prefect.exceptions import ObjectNotFound
 
-from flows.steps.hot_wait import HOT_WAIT_LIMIT, HotWaitSettings
+from flows.steps.hot_slots import HOT_WAIT_LIMIT
+from flows.steps.hot_wait import HotWaitSettings
 from tooling.benchmarks.authorizations import (
     Authorization,
     BareSandbox,

@@ -34,7 +34,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.exceptions import PrefectHTTPStatusError
 
-from flows.steps.hot_wait import HotWaitSettings, ensure_hot_wait_limit
+from flows.steps.hot_slots import ensure_hot_wait_limit
+from flows.steps.hot_wait import HotWaitSettings
 from flows.steps.run_identity import run_tag
 from tooling.benchmarks.authorizations import (
     Authorization,
