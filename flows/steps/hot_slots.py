@@ -97,7 +97,7 @@ async def request_slot(client: PrefectClient, lease_seconds: float) -> httpx.Res
 
     A refusal for a busy database (503) is asked again after `QUICK_SLOT_REQUESTS`'
     short delays, by a client of its own that raises it at once; then once more by
-    `client`, with Prefect's own retries.
+    `client`, with Prefect's own retries (at once when the quick client cannot connect).
 
     Raises:
         PrefectHTTPStatusError: 423 when every slot is taken; another status once
@@ -116,6 +116,10 @@ async def request_slot(client: PrefectClient, lease_seconds: float) -> httpx.Res
                 return await quick.increment_concurrency_slots_with_lease(**request)
             except _BusyRefusal:
                 await asyncio.sleep(QUICK_SLOT_REQUESTS.delay(retry))
+            except httpx.ConnectError:
+                # Never sent. Prefect's client retries a failed connection only once it
+                # has connected before, as the wait's client has.
+                break
     return await client.increment_concurrency_slots_with_lease(**request)
 
 

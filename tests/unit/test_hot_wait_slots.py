@@ -188,8 +188,11 @@ class PrefectServerStandIn:
         self.then = then
         self.requests = 0
         self.lease_id = uuid4()
+        self.unreachable = False
 
     def answer(self, request: httpx.Request) -> httpx.Response:
+        if self.unreachable:
+            raise httpx.ConnectError("refused", request=request)
         if request.url.path.endswith("/csrf-token"):
             # CSRF protection off, as by default: Prefect's client stops asking.
             return httpx.Response(422, json={"detail": "CSRF protection is disabled."})
@@ -254,3 +257,14 @@ async def test_every_slot_taken_is_not_asked_again(server: PrefectServerStandIn)
         await hot_slots.request_slot(fallback, 240)  # type: ignore[arg-type]
     assert raised.value.response.status_code == 423
     assert server.requests == 1 and fallback.requests == 0
+
+
+async def test_a_quick_client_that_cannot_connect_leaves_the_request_to_the_waits_client(
+    server: PrefectServerStandIn,
+) -> None:
+    # Prefect's client does not retry a first connection; the wait's client, connected
+    # before, does.
+    server.unreachable = True
+    fallback = Fallback()
+    response = await hot_slots.request_slot(fallback, 240)  # type: ignore[arg-type]
+    assert response.status_code == 200 and fallback.requests == 1
