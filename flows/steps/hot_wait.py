@@ -38,7 +38,7 @@ Hot waits are bounded by the Prefect global concurrency limit
 change it in the Prefect UI under Concurrency): beyond it a run suspends at once,
 so any number of waiting authorizations holds at most that many processes. Slots
 are leases: given back when the wait ends, or when the lease (the window plus a
-minute) runs out for a process that died.
+minute) runs out for a process that died (`flows.steps.hot_slots`).
 
 A serving process that is stopped asks its hot waits to end first
 (`HOT_WAIT_END_REQUESTED`, an event on the run, delivered by the stream the wait
