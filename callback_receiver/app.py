@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
+from blocks.prefect_client import prefect_client
 from blocks.state_key import StateSigningKey
 from callback_receiver.inflight import InFlightCallbacks, callback_key
 from callback_receiver.limits import ClientRateLimiter, InProgressLimit, retry_after_header
@@ -144,8 +145,12 @@ async def _pass_on(resumer: Resumer, callback: Callback) -> CallbackResult:
 
 @asynccontextmanager
 async def _prefect_client(settings: ReceiverSettings) -> AsyncIterator[PrefectClient]:
-    """A Prefect client of the configured API (with Prefect's own auth settings)."""
+    """A Prefect client of the configured API (with Prefect's own auth settings).
+
+    It asks again soon when Prefect's database is busy for a moment: the person who
+    just authorized waits on its answers (`blocks.prefect_client`).
+    """
     updates = {PREFECT_API_URL: settings.prefect_api_url} if settings.prefect_api_url else {}
     with temporary_settings(updates=updates):
-        async with get_client() as client:
+        async with prefect_client() as client:
             yield client

@@ -214,11 +214,19 @@ MUTATIONS = [
         "test_a_run_waiting_hot_when_its_worker_alone_is_killed_completes_on_another_worker",
     ),
     (
-        "a busy database's refusal of a hot slot asked again only after Prefect's back-off",
-        "flows/steps/hot_slots.py",
-        '    hooks = {"event_hooks": {"response": [_raise_busy_refusal]}}',
-        '    hooks = {"event_hooks": {"response": []}}',
-        "tests/unit/test_hot_wait_slots.py::test_a_busy_databases_refusals_are_asked_again_at_once",
+        "a busy database's refusal asked again only after Prefect's back-off",
+        "blocks/prefect_client.py",
+        '    return get_client(httpx_settings={"event_hooks": {"response": [ask_again_soon]}})',
+        "    return get_client()",
+        "tests/unit/test_prefect_client.py::test_a_busy_databases_refusals_are_asked_again_soon",
+    ),
+    (
+        "a busy database's refusal asked again soon many times over, never Prefect's back-off",
+        "blocks/prefect_client.py",
+        "    _refusals[response.request] = refusals + 1",
+        "    _refusals[response.request] = 0",
+        "tests/unit/test_prefect_client.py::"
+        "test_a_database_that_stays_busy_gets_prefects_back_off_after_the_quick_retries",
     ),
 ]
 

@@ -6,7 +6,6 @@ lease for its window (`flows.steps.hot_wait`). A run that gets no slot suspends 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from uuid import UUID
@@ -14,21 +13,12 @@ from uuid import UUID
 import anyio
 import httpx
 from prefect import get_run_logger
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 from starlette import status
 
-from open_connectors import RetryPolicy
-
 HOT_WAIT_LIMIT = "open-connectors-hot-waits"
-# Prefect's server on SQLite refuses a request for a slot now and then (503, nothing
-# taken: another write landed between the request's read of the limit and its update),
-# and Prefect's client asks again only 2 s later (4 s after a second refusal), the run's
-# link shown only then. Such refusals are asked again at once, a few times within a
-# second; after that, through Prefect's client and its retries.
-QUICK_SLOT_REQUESTS = RetryPolicy(max_attempts=6, base_delay=0.05, max_delay=0.4)
-_INCREMENT_PATH = "/v2/concurrency_limits/increment-with-lease"
 
 
 class HotSlot:
@@ -95,45 +85,18 @@ async def hot_slot(client: PrefectClient, lease_seconds: float) -> AsyncIterator
 async def request_slot(client: PrefectClient, lease_seconds: float) -> httpx.Response:
     """Ask Prefect for one slot under a lease; its answer (200 with the lease).
 
-    A refusal for a busy database (503) is asked again after `QUICK_SLOT_REQUESTS`'
-    short delays, by a client of its own that raises it at once; then once more by
-    `client`, with Prefect's own retries (at once when the quick client cannot connect).
+    `client` asks again soon after a busy database's refusal (`blocks.prefect_client`):
+    on SQLite the first request for a slot is often refused so (503, nothing taken: the
+    link step's records were being written), and Prefect's client alone would show the
+    link only 2 s later.
 
     Raises:
         PrefectHTTPStatusError: 423 when every slot is taken; another status once
             Prefect's client gave up.
     """
-    request = {
-        "names": [HOT_WAIT_LIMIT],
-        "slots": 1,
-        "mode": "concurrency",
-        "lease_duration": lease_seconds,
-    }
-    hooks = {"event_hooks": {"response": [_raise_busy_refusal]}}
-    async with get_client(httpx_settings=hooks) as quick:
-        for retry in range(1, QUICK_SLOT_REQUESTS.max_attempts):
-            try:
-                return await quick.increment_concurrency_slots_with_lease(**request)
-            except _BusyRefusal:
-                await asyncio.sleep(QUICK_SLOT_REQUESTS.delay(retry))
-            except httpx.ConnectError:
-                # Never sent. Prefect's client retries a failed connection only once it
-                # has connected before, as the wait's client has.
-                break
-    return await client.increment_concurrency_slots_with_lease(**request)
-
-
-class _BusyRefusal(Exception):
-    """Prefect's server answered a request for a slot with 503: nothing was taken."""
-
-
-async def _raise_busy_refusal(response: httpx.Response) -> None:
-    """An httpx response hook: a 503 to a slot's request is raised before Prefect's client
-    would sleep its back-off and send it again."""
-    if response.status_code == status.HTTP_503_SERVICE_UNAVAILABLE and (
-        response.request.url.path.endswith(_INCREMENT_PATH)
-    ):
-        raise _BusyRefusal
+    return await client.increment_concurrency_slots_with_lease(
+        names=[HOT_WAIT_LIMIT], slots=1, mode="concurrency", lease_duration=lease_seconds
+    )
 
 
 def _log_no_slot(exc: Exception) -> None:

@@ -61,7 +61,7 @@ from uuid import UUID
 
 import anyio
 from prefect import get_run_logger
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
@@ -74,6 +74,7 @@ from prefect.utilities.engine import propose_state
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from blocks.prefect_client import prefect_client
 from flows.steps.hot_slots import HOT_WAIT_LIMIT, HotSlot, ensure_hot_wait_limit, hot_slot
 from flows.steps.supervision import Supervision, silence_unread_output
 from open_connectors import RunEndedWhileWaitingError
@@ -179,7 +180,9 @@ async def wait_hot(
         (nothing was changed: the caller suspends the run).
     """
     logger = get_run_logger()
-    async with get_client() as client:
+    # Its requests (slot, pause, claim of the resumed run) are asked again soon when
+    # Prefect's database is busy: the person waits on them.
+    async with prefect_client() as client:
         if await ensure_hot_wait_limit(client, settings.limit) < 1:
             # Zero slots is how an operator turns hot waits off in the UI; the server
             # would refuse a request for a slot of it as invalid.

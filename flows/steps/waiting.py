@@ -25,6 +25,7 @@ from prefect.input import adelete_flow_run_input
 from prefect.logging.loggers import flow_run_logger
 from prefect.utilities.urls import url_for
 
+from blocks.prefect_client import prefect_client
 from flows.steps.consent import AuthorizationAnswer, ConsentLink, consent_description
 from flows.steps.events import CONSENT_REQUESTED, emit_consent_event
 from flows.steps.hot_wait import (
@@ -210,7 +211,7 @@ async def claim_code(
     the wait it resumes, and this wait accepts that record as its own.
     """
     key = used_code_key(code_digest(signer, grant.code.get_secret_value(), state=consent.state))
-    async with get_client() as client:
+    async with prefect_client() as client:
         try:
             await client.create_flow_run_input(
                 run.id, key, used_code_marker(wait_key), sender="authorization-flow"
