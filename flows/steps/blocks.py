@@ -12,10 +12,12 @@ from typing import TypeVar
 
 from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
+from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import SecretStr, ValidationError
 
 from blocks import ConnectorInstance, OAuthAppCredentials, OpenConnectorsCredentials
+from blocks.prefect_client import prefect_client
 from flows.steps.names import REAUTHORIZE_DEPLOYMENT
 from flows.steps.parameters import AuthorizationParameters
 from open_connectors import ConfigurationError, InstanceBlockTakenError, InstanceBody
@@ -150,9 +152,11 @@ def _validation_problems(exc: BaseException) -> str:
     )
 
 
-async def _load_optional(block_type: type[B], name: str) -> B | None:
+async def _load_optional(
+    block_type: type[B], name: str, client: PrefectClient | None = None
+) -> B | None:
     try:
-        return await block_type.aload(name)
+        return await block_type.aload(name, client=client)
     except ValueError as exc:
         if block_is_missing(exc):
             return None
@@ -175,25 +179,30 @@ async def save_instance_block(saved: ConnectorInstance, block_name: str) -> None
     Raises:
         InstanceBlockTakenError: The name holds another authorization's instance.
     """
-    existing: ConnectorInstance | None = None
-    for _ in range(3):
-        existing = await _load_optional(ConnectorInstance, block_name)
-        if existing is None:
-            try:
-                await saved.asave(block_name, overwrite=False)
+    # The person who just authorized waits on these requests: a busy database's refusal
+    # is asked again soon (`blocks.prefect_client`).
+    async with prefect_client() as client:
+        existing: ConnectorInstance | None = None
+        for _ in range(3):
+            existing = await _load_optional(ConnectorInstance, block_name, client)
+            if existing is None:
+                try:
+                    await saved.asave(block_name, overwrite=False, client=client)
+                    return
+                except ValueError as exc:
+                    if not block_name_taken(exc):
+                        raise
+                    continue  # saved by someone else in between: look at it
+            if _same_authorization(existing, saved):
+                await saved.asave(block_name, overwrite=True, client=client)
                 return
-            except ValueError as exc:
-                if not block_name_taken(exc):
-                    raise
-                continue  # saved by someone else in between: look at it
-        if _same_authorization(existing, saved):
-            await saved.asave(block_name, overwrite=True)
-            return
-        break
-    assert existing is not None
-    fallback = f"{block_name[:88].rstrip('-')}-{saved.instance_id}"
-    held = await _load_optional(ConnectorInstance, fallback)
-    await saved.asave(fallback, overwrite=held is None or _same_authorization(held, saved))
+            break
+        assert existing is not None
+        fallback = f"{block_name[:88].rstrip('-')}-{saved.instance_id}"
+        held = await _load_optional(ConnectorInstance, fallback, client)
+        await saved.asave(
+            fallback, overwrite=held is None or _same_authorization(held, saved), client=client
+        )
     raise InstanceBlockTakenError(
         f"The block '{block_name}' was taken while this run waited: it now holds instance "
         f"{existing.instance_id} ('{existing.instance_name}', authorized by flow run "
