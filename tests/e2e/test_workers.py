@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -37,6 +38,8 @@ pytestmark = pytest.mark.e2e
 PROJECT_ROOT = Path(flows.__file__).resolve().parent.parent
 # `docker stop`'s default wait between its SIGTERM and its SIGKILL.
 DOCKER_STOP_SECONDS = 10
+# What Prefect's process worker makes for each run it starts (`tempfile`, under TMPDIR).
+WORKSPACE_DIRECTORIES = "prefect-workspace-attempt-*"
 
 
 @pytest.fixture(scope="module")
@@ -49,12 +52,18 @@ async def stack(
     `prefect deploy --all` on the `open-connectors` process pool.
     """
     home = tmp_path_factory.mktemp("worker-stack")
+    machine_tmp = Path(tempfile.gettempdir())
+    before = set(machine_tmp.glob(WORKSPACE_DIRECTORIES))
     with local_stack(home, serve=False, lifetime=1200, environment=SUSPEND_AT_ONCE) as running:
         create_process_pool(running.env, home)
         deploy_all(running.env, home, PROJECT_ROOT / "deployments")
         await running.save_sandbox_blocks()
         yield running
         await leak_audit.record(running)
+    # A process worker's directory per run, also one a killed worker leaves behind, was
+    # in the stack's scratch directory, which went with the stack.
+    assert not running.scratch.exists()
+    assert set(machine_tmp.glob(WORKSPACE_DIRECTORIES)) <= before
 
 
 @pytest.mark.timeout(600)

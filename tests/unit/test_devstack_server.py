@@ -50,7 +50,7 @@ def test_without_quick_expiry_the_server_runs_prefects_default_and_keeps_it_on_r
 ) -> None:
     server = prefect_server.start_prefect_server(tmp_path, port=4999, quick_pause_expiry=False)
     assert LOOP not in started[0]
-    stack = LocalStack(home=tmp_path, prefect=server, sandbox=None, env={})  # type: ignore[arg-type]
+    stack = LocalStack(home=tmp_path, prefect=server, sandbox=None, env={}, scratch=tmp_path)  # type: ignore[arg-type]
     stack.restart_prefect_server()
     assert LOOP not in started[1]
     assert stack.prefect.url == server.url

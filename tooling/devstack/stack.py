@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,7 @@ class LocalStack:
         prefect: The Prefect server.
         sandbox: The sandbox.
         env: The environment for further processes that talk to this server.
+        scratch: Their temporary directory (`TMPDIR`), deleted with the stack.
         receiver: The callback receiver, when started.
         serving: The serving processes started so far.
         workers: The `prefect worker` processes started so far.
@@ -67,6 +70,7 @@ class LocalStack:
     prefect: PrefectServer
     sandbox: SandboxProcess
     env: dict[str, str]
+    scratch: Path
     receiver: ReceiverProcess | None = None
     serving: list[ManagedProcess] = field(default_factory=list)
     workers: list[ManagedProcess] = field(default_factory=list)
@@ -196,13 +200,26 @@ def local_stack(
             postgresql.stop()
         raise
     stack: LocalStack | None = None
+    # The temporary files of the stack's processes (a process worker's directory per run,
+    # the fork server's socket), also those a process killed on purpose leaves behind, go
+    # with the stack. A short path: a Unix socket's path has at most 107 bytes.
+    scratch = Path(tempfile.mkdtemp(prefix="oc-stack-"))
     try:
-        env = {**prefect_environment(home, prefect.api_url), **(environment or {})}
+        env = {
+            **prefect_environment(home, prefect.api_url),
+            "TMPDIR": str(scratch),
+            **(environment or {}),
+        }
         sandbox = start_sandbox(
             sandbox_config or random_sandbox_config(), home, env=env, lifetime=lifetime
         )
         stack = LocalStack(
-            home=home, prefect=prefect, sandbox=sandbox, env=env, postgresql=postgresql
+            home=home,
+            prefect=prefect,
+            sandbox=sandbox,
+            env=env,
+            scratch=scratch,
+            postgresql=postgresql,
         )
         if receiver:
             stack.receiver = start_receiver(
@@ -217,9 +234,12 @@ def local_stack(
                 stack.start_serving()
             yield stack
     finally:
-        if stack is not None:
-            stack.stop()
-        else:
-            prefect.stop()
-            if postgresql is not None:
-                postgresql.stop()
+        try:
+            if stack is not None:
+                stack.stop()
+            else:
+                prefect.stop()
+                if postgresql is not None:
+                    postgresql.stop()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
