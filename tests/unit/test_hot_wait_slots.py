@@ -75,19 +75,6 @@ def _run_logger(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hot_slots, "get_run_logger", lambda: logging.getLogger("hot-wait-test"))
 
 
-@pytest.fixture
-def direct_requests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Slots asked for through the given client alone (`request_slot` is tested below)."""
-
-    async def request_slot(client: Any, lease_seconds: float) -> httpx.Response:
-        return await client.increment_concurrency_slots_with_lease(
-            names=[HOT_WAIT_LIMIT], slots=1, mode="concurrency", lease_duration=lease_seconds
-        )
-
-    monkeypatch.setattr(hot_slots, "request_slot", request_slot)
-
-
-@pytest.mark.usefixtures("direct_requests")
 async def test_a_slot_taken_is_given_back_when_the_wait_ends() -> None:
     prefect = FakePrefect()
     async with hot_slots.hot_slot(prefect, 240) as slot:  # type: ignore[arg-type]
@@ -96,7 +83,6 @@ async def test_a_slot_taken_is_given_back_when_the_wait_ends() -> None:
     assert prefect.calls[-1] == f"release {prefect.lease_id}"
 
 
-@pytest.mark.usefixtures("direct_requests")
 async def test_no_free_slot_means_no_slot_and_nothing_to_give_back() -> None:
     prefect = FakePrefect(locked=True)
     async with hot_slots.hot_slot(prefect, 240) as slot:  # type: ignore[arg-type]
@@ -112,7 +98,6 @@ def _status_error(code: int) -> PrefectHTTPStatusError:
     )
 
 
-@pytest.mark.usefixtures("direct_requests")
 @pytest.mark.parametrize(
     "failure", [_status_error(503), httpx.ConnectError("refused")], ids=["503", "unreachable"]
 )
@@ -128,7 +113,6 @@ async def test_a_failed_request_for_a_slot_is_no_slot_and_is_logged(
     assert f"Could not take a hot-wait slot ({type(failure).__name__})" in caplog.text
 
 
-@pytest.mark.usefixtures("direct_requests")
 async def test_no_free_slot_is_said_as_such(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="hot-wait-test"):
         async with hot_slots.hot_slot(FakePrefect(locked=True), 240) as slot:  # type: ignore[arg-type]
@@ -136,7 +120,6 @@ async def test_no_free_slot_is_said_as_such(caplog: pytest.LogCaptureFixture) ->
     assert "Every hot-wait slot" in caplog.text and "Could not" not in caplog.text
 
 
-@pytest.mark.usefixtures("direct_requests")
 async def test_an_interrupted_request_for_a_slot_goes_on_up() -> None:
     prefect = FakePrefect(failure=asyncio.CancelledError())  # type: ignore[arg-type]
     with pytest.raises(asyncio.CancelledError):
