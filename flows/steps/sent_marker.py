@@ -7,20 +7,25 @@ another machine) reads it, skips the consent step and only looks the instance up
 (`sent_before=True`), so the Retry adopts the instance instead of sending again.
 
 It is a flow run input of the run: kept on the Prefect server (every worker sees
-it), deleted with the run, holding no secret (the tag and the time only).
+it), deleted with the run, holding no secret (the tag and the time only). Its reads
+and writes go through `blocks.prefect_client`: a busy database's refusal of the note
+written just before the code leaves is asked again within a second, not after 2 s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
 
+from prefect.client.orchestration import PrefectClient
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
-from prefect.input import acreate_flow_run_input, adelete_flow_run_input, aread_flow_run_input
 
+from blocks.prefect_client import prefect_client
 from open_connectors import (
     AuthorizationCodeRejectedError,
     EnsuredInstance,
@@ -50,31 +55,47 @@ class CodeSentMarker:
         """The run input key of the note."""
         return f"{KEY_PREFIX}{self.purpose}"
 
-    async def exists(self) -> bool:
+    async def exists(self, client: PrefectClient | None = None) -> bool:
         """Whether an earlier attempt of the run sent its code."""
-        return await aread_flow_run_input(self.key, flow_run_id=self.flow_run_id) is not None
+        async with _client(client) as prefect:
+            try:
+                await prefect.read_flow_run_input(self.flow_run_id, self.key)
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+                return False
+        return True
 
-    async def record(self, tag: str) -> None:
+    async def record(self, tag: str, client: PrefectClient | None = None) -> None:
         """Note that the code is about to be sent (kept when it already exists)."""
-        try:
-            await acreate_flow_run_input(
-                key=self.key,
-                value={"tag": tag, "at": datetime.now(UTC).isoformat()},
-                flow_run_id=self.flow_run_id,
-            )
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code != 409:  # 409: noted already, by this run
-                raise
+        note = {"tag": tag, "at": datetime.now(UTC).isoformat()}
+        async with _client(client) as prefect:
+            try:
+                await prefect.create_flow_run_input(self.flow_run_id, self.key, json.dumps(note))
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 409:  # 409: noted already, by this run
+                    raise
 
-    async def clear(self) -> None:
+    async def clear(self, client: PrefectClient | None = None) -> None:
         """Forget the note: the code was certainly not processed, sending it again is safe."""
-        try:
-            await adelete_flow_run_input(self.key, flow_run_id=self.flow_run_id)
-        except ObjectNotFound:
-            pass
-        except PrefectHTTPStatusError as exc:
-            if exc.response.status_code != 404:
-                raise
+        async with _client(client) as prefect:
+            try:
+                await prefect.delete_flow_run_input(self.flow_run_id, self.key)
+            except ObjectNotFound:
+                pass
+            except PrefectHTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+
+
+@contextlib.asynccontextmanager
+async def _client(given: PrefectClient | None) -> AsyncIterator[PrefectClient]:
+    """The client given, or one of `prefect_client()` for this call."""
+    if given is not None:
+        yield given
+        return
+    async with prefect_client() as client:
+        yield client
 
 
 Ensure = Callable[[bool, Callable[[], Awaitable[None]]], Awaitable[EnsuredInstance]]
@@ -92,17 +113,18 @@ async def send_at_most_once(marker: CodeSentMarker, tag: str, ensure: Ensure) ->
     Raises:
         Whatever `ensure` raises.
     """
-    sent_before = await marker.exists()
-    recorded = False
+    async with prefect_client() as client:
+        sent_before = await marker.exists(client)
+        recorded = False
 
-    async def on_send() -> None:
-        nonlocal recorded
-        await marker.record(tag)
-        recorded = True
+        async def on_send() -> None:
+            nonlocal recorded
+            await marker.record(tag, client)
+            recorded = True
 
-    try:
-        return await ensure(sent_before, on_send)
-    except (PlatformUnavailableError, AuthorizationCodeRejectedError, OAuthAppRejectedError):
-        if recorded:
-            await marker.clear()
-        raise
+        try:
+            return await ensure(sent_before, on_send)
+        except (PlatformUnavailableError, AuthorizationCodeRejectedError, OAuthAppRejectedError):
+            if recorded:
+                await marker.clear(client)
+            raise

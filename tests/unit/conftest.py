@@ -1,7 +1,8 @@
 """Shared fixtures of the task tests: a Prefect test server, an in-process sandbox, blocks.
 
-Only tests that ask for `prefect_harness` (the `tests/unit/test_tasks_*.py` modules)
-start the Prefect test server; every other unit test stays as fast as before.
+Only tests that ask for `prefect_harness` (the `tests/unit/test_tasks_*.py` modules, and
+a few tests elsewhere that need Prefect's own server) start the Prefect test server;
+every other unit test stays as fast as before.
 
 Everything the task tests build or read (the blocks, the answers, the consent
 decision, the sandbox journal, the events, the log lines) comes from here, so a
@@ -52,6 +53,16 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_burst_of_busy_refusals_yet() -> Iterator[None]:
+    """Each test starts with no busy refusal counted towards a burst (`blocks.prefect_client`)."""
+    from blocks import prefect_client
+
+    prefect_client._recent.clear()
+    yield
+    prefect_client._recent.clear()
 
 
 async def _no_sleep(_: float) -> None:

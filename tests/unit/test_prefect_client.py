@@ -8,9 +8,16 @@ import anyio
 import httpx
 import pytest
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
 from blocks import prefect_client as prefect_client_module
-from blocks.prefect_client import QUICK_RETRY_SECONDS, ask_again_soon, prefect_client
+from blocks.prefect_client import (
+    BURST_REFUSALS,
+    BURST_SECONDS,
+    QUICK_RETRY_SECONDS,
+    ask_again_soon,
+    prefect_client,
+)
 from tests.unit.prefect_stand_in import BUSY, PrefectServerStandIn
 
 SLOT = {"names": ["a-limit"], "slots": 1, "mode": "concurrency", "lease_duration": 60}
@@ -55,11 +62,29 @@ async def test_a_database_that_stays_busy_gets_prefects_back_off_after_the_quick
     assert raised.value.response.status_code == 503
     slept = no_sleep_after_quick_retries
     quick = len(QUICK_RETRY_SECONDS)
-    # The quick ones (Prefect adds up to 20 % to a server's Retry-After), then its own.
+    attempts = PREFECT_CLIENT_MAX_RETRIES.value() + 1
+    assert prefect.requests == attempts == len(slept)
+    # The quick ones (Prefect adds up to 20 % to a server's Retry-After), then its own;
+    # Prefect's client sleeps after its last attempt too, before it gives the refusal
+    # back: 0 there (Prefect's own would be 64 s).
     assert [round(s, 2) for s in slept[:quick]] == pytest.approx(QUICK_RETRY_SECONDS, rel=0.21)
-    assert all(s > 1 for s in slept[quick:]) and len(slept) > quick
-    # (Prefect's client sleeps after its last attempt too, before it raises.)
-    assert prefect.requests == len(slept)
+    assert all(s > 1 for s in slept[quick:-1]) and len(slept) > quick + 1
+    assert slept[-1] == 0
+
+
+async def test_with_fewer_retries_the_last_attempt_still_gives_the_refusal_back_at_once(
+    monkeypatch: pytest.MonkeyPatch, no_sleep_after_quick_retries: list[float]
+) -> None:
+    prefect = PrefectServerStandIn(refusals=100)
+    monkeypatch.setattr(prefect_client_module, "get_client", prefect.client)
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 2}):
+        async with prefect_client() as client:
+            with pytest.raises(PrefectHTTPStatusError):
+                await client.increment_concurrency_slots_with_lease(**SLOT)
+    slept = no_sleep_after_quick_retries
+    assert prefect.requests == 3
+    assert [round(s, 2) for s in slept[:2]] == pytest.approx(QUICK_RETRY_SECONDS[:2], rel=0.21)
+    assert slept[2:] == [0]
 
 
 def _response(request: httpx.Request, answer: httpx.Response) -> httpx.Response:
@@ -80,6 +105,28 @@ async def test_each_request_counts_its_own_refusals() -> None:
     assert delays == [quick[0], quick[1], quick[0], quick[2], None]
 
 
+async def test_under_a_burst_of_refusals_every_request_keeps_prefects_back_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A receiver answering many callbacks at once on SQLite: asking again within a second
+    # would only add to the load on a database that refuses them.
+    clock = [1000.0]
+    monkeypatch.setattr(prefect_client_module.time, "monotonic", lambda: clock[0])
+    delays = []
+    for n in range(BURST_REFUSALS + 2):
+        request = httpx.Request("POST", f"http://prefect.test/api/flow_runs/{n}/resume")
+        response = _response(request, BUSY)
+        await ask_again_soon(response)
+        delays.append(response.headers.get("Retry-After"))
+        clock[0] += 0.1
+    quick = str(QUICK_RETRY_SECONDS[0])
+    assert delays == [quick] * BURST_REFUSALS + [None, None]
+    clock[0] += BURST_SECONDS  # the burst is over: a refusal is asked again soon again
+    response = _response(httpx.Request("POST", "http://prefect.test/api/x"), BUSY)
+    await ask_again_soon(response)
+    assert response.headers.get("Retry-After") == quick
+
+
 @pytest.mark.parametrize(
     "answer",
     [
@@ -92,8 +139,14 @@ async def test_each_request_counts_its_own_refusals() -> None:
         # Not a busy database.
         httpx.Response(500, json={"exception_message": "Internal Server Error"}),
         httpx.Response(200, json={"exception_message": "Service Unavailable"}),
+        # Prefect Cloud's maintenance: its client asks again as long as it lasts, uncounted.
+        httpx.Response(
+            503,
+            headers={"Prefect-Maintenance": "true"},
+            json={"exception_message": "Service Unavailable"},
+        ),
     ],
-    ids=["proxy-503", "retry-after-given", "500", "200"],
+    ids=["proxy-503", "retry-after-given", "500", "200", "maintenance"],
 )
 async def test_other_answers_are_left_as_they_are(answer: httpx.Response) -> None:
     request = httpx.Request("POST", "http://prefect.test/api/flow_runs/1/set_state")
