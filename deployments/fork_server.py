@@ -15,6 +15,9 @@ the default on Linux from Python 3.14). It ignores SIGTERM and SIGHUP, which a s
 of the whole process group sends it too (`deployments.fork_server_signals`): its
 death would make Prefect report every running run as crashed. Where the platform has no fork server
 (Windows), or with `OC_FORK_SERVER=0`, runs start as Prefect starts them.
+
+A SIGKILL cannot be ignored (an out-of-memory kill may pick the fork server): its
+runs' processes are followed to their own end (`deployments.fork_server_children`).
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import prefect.flow_engine
 
 SETTING = "OC_FORK_SERVER"
 # Imported once by the fork server, so that no flow-run process imports them again;
-# first, what keeps it alive through a SIGTERM sent to the whole process group; last,
-# the TLS contexts every run would otherwise build for itself.
+# first, what keeps it alive through a SIGTERM sent to the whole process group; the
+# process class each run's process unpickles; last, the TLS contexts every run would
+# otherwise build for itself.
 PRELOAD = (
     "deployments.fork_server_signals",
     "prefect",
     "prefect.flow_engine",
+    "deployments.fork_server_children",
     "prefect.runner",
     "flows",
     "deployments.fork_server_warmup",
@@ -51,7 +56,11 @@ class _SpawnFromForkServer:
 
     def get_context(self, method: str | None = None) -> multiprocessing.context.BaseContext:
         """The fork server's context where Prefect asks for "spawn"."""
-        return multiprocessing.get_context("forkserver" if method == "spawn" else method)
+        if method == "spawn":
+            from deployments.fork_server_children import CONTEXT  # Linux only
+
+            return CONTEXT
+        return multiprocessing.get_context(method)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(multiprocessing, name)
@@ -69,7 +78,7 @@ def use_fork_server(preload: tuple[str, ...] = PRELOAD) -> bool:
     """Start this process's flow runs from the fork server; True when it is in use.
 
     The fork server starts now and imports `preload` once, so the first run does not
-    wait for it either. It lives as long as this process: it exits when this one does.
+    wait for it either. It exits when this process does (one killed is started again).
     """
     if not enabled():
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -98,6 +99,67 @@ def test_the_fork_server_outlives_a_group_sigterm_and_its_runs_do_not_ignore_one
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds are Linux's")
+@pytest.mark.parametrize("adopted", [False, True], ids=["orphan-to-init", "orphan-to-us"])
+def test_a_run_outlives_a_killed_fork_server_and_is_not_read_as_ended(adopted: bool) -> None:
+    # An out-of-memory kill may pick the fork server (a SIGKILL cannot be ignored). Its
+    # forked runs live on; multiprocessing alone would read each as ended at once (255),
+    # and Prefect's runner would report the run Crashed while it goes on. Followed by its
+    # pidfd, the run's process reads as running until it ends, and the next run starts a
+    # new fork server. Where the orphan is handed to the serving process (PID 1 of a
+    # container, here a subreaper), its real status is read and it is reaped.
+    ended_with = "-signal.SIGTERM" if adopted else "UNKNOWN_EXIT"
+    script = (
+        "import ctypes, multiprocessing.forkserver as fs, os, signal, time\n"
+        "import prefect.flow_engine as engine\n"
+        "from deployments.fork_server import use_fork_server\n"
+        "from deployments.fork_server_children import UNKNOWN_EXIT\n"
+        f"if {adopted}:\n"
+        "    assert ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0  # subreaper\n"
+        "assert use_fork_server(preload=('deployments.fork_server_signals',"
+        " 'deployments.fork_server_children'))\n"
+        "context = engine.multiprocessing.get_context('spawn')\n"
+        "run = context.Process(target=time.sleep, args=(120,))\n"
+        "run.start()\n"
+        "server = fs._forkserver._forkserver_pid\n"
+        "def running(pid):\n"
+        "    try:\n"
+        "        with open(f'/proc/{pid}/stat') as stat:\n"
+        "            return stat.read().rsplit(')', 1)[1].split()[0] not in 'ZX'\n"
+        "    except FileNotFoundError:\n"
+        "        return False\n"
+        "os.kill(server, signal.SIGKILL)\n"
+        "while running(server):  # dead, left for multiprocessing to reap\n"
+        "    time.sleep(0.01)\n"
+        "assert run.is_alive() and running(run.pid), run.exitcode\n"
+        "started = time.monotonic()\n"
+        "run.join(0.3)\n"
+        "assert run.exitcode is None, run.exitcode  # join's timeout still holds\n"
+        "assert time.monotonic() - started < 1\n"
+        "deadline = time.monotonic() + 30  # a new fork server starts before any run asks\n"
+        "while fs._forkserver._forkserver_pid in (server, None):\n"
+        "    assert time.monotonic() < deadline, 'no new fork server'\n"
+        "    time.sleep(0.05)\n"
+        "assert run.is_alive()\n"
+        "os.kill(run.pid, signal.SIGTERM)  # the run ends, as it would by itself\n"
+        "run.join(60)\n"
+        f"assert run.exitcode == {ended_with}, run.exitcode\n"
+        "assert not running(run.pid)  # ended: not read as ended before\n"
+        f"assert not {adopted} or not os.path.exists(f'/proc/{{run.pid}}')  # ours: reaped\n"
+        "after = context.Process(target=os._exit, args=(7,))\n"
+        "after.start()\n"
+        "after.join(60)\n"
+        "assert after.exitcode == 7, after.exitcode  # a new fork server, statuses again\n"
+        "assert fs._forkserver._forkserver_pid != server\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    assert "The fork server ended unexpectedly" in done.stderr
 
 
 def test_imported_anywhere_else_it_changes_no_signal() -> None:
