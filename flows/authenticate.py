@@ -49,6 +49,7 @@ from flows.steps.parameters import (
 from flows.steps.run_identity import AuthorizationPending, current_flow_run_id, run_tag
 from flows.steps.run_state_key import run_state_key
 from flows.steps.sent_marker import CodeSentMarker, send_at_most_once
+from flows.steps.supervision import watch_supervision
 from flows.steps.waiting import forget_unread_answers, wait_for_answer
 from open_connectors import (
     AuthorizationGrant,
@@ -234,6 +235,7 @@ async def create_instance(
 @flow(
     name=AUTHENTICATE_FLOW,
     flow_run_name="authenticate-{instance_name}",
+    on_running=[watch_supervision],
     on_failure=[
         announce_failure(
             instance_name_parameter="instance_name",

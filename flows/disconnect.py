@@ -25,6 +25,7 @@ from flows.steps.events import INSTANCE_DELETED, emit_instance_event
 from flows.steps.health import variable_name
 from flows.steps.names import DISCONNECT_FLOW
 from flows.steps.parameters import check_block_name
+from flows.steps.supervision import watch_supervision
 from open_connectors import (
     ConnectorNotFoundError,
     DisconnectRefusedError,
@@ -144,6 +145,7 @@ async def forget_saved_instance(block_name: str) -> bool:
 @flow(
     name=DISCONNECT_FLOW,
     flow_run_name="disconnect-{instance_block}",
+    on_running=[watch_supervision],
     # The summary holds no secret; persisting it lets callers read it back.
     persist_result=True,
     result_serializer="json",

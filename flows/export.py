@@ -31,6 +31,7 @@ from flows.steps.blocks import load_block
 from flows.steps.jsonl_sink import ExportTarget, WriteStats, export_target, slug, write_json_lines
 from flows.steps.names import EXPORT_FLOW
 from flows.steps.parameters import check_block_name
+from flows.steps.supervision import watch_supervision
 from open_connectors import ConfigurationError, OpenConnectorsClient
 
 DEFAULT_RESOURCE = "contacts"
@@ -149,6 +150,7 @@ async def export_records(
 @flow(
     name=EXPORT_FLOW,
     flow_run_name="export-{instance_block}-{resource}",
+    on_running=[watch_supervision],
     # The summary holds no secret; persisting it lets callers read it back.
     persist_result=True,
     result_serializer="json",

@@ -51,6 +51,7 @@ from flows.steps.run_identity import (
     reauthorization_tag,
 )
 from flows.steps.sent_marker import CodeSentMarker, send_at_most_once
+from flows.steps.supervision import watch_supervision
 from flows.steps.waiting import forget_unread_answers
 from open_connectors import (
     AuthorizationGrant,
@@ -234,6 +235,7 @@ async def reauthorize_instance(
 @flow(
     name=REAUTHORIZE_FLOW,
     flow_run_name="reauthorize-{instance_block}",
+    on_running=[watch_supervision],
     on_failure=[
         announce_failure(
             instance_name_parameter="instance_block",

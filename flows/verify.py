@@ -43,6 +43,7 @@ from flows.steps.names import REAUTHORIZE_DEPLOYMENT, REAUTHORIZE_FLOW, VERIFY_F
 from flows.steps.parameters import check_block_name
 from flows.steps.pending_consents import report_pending_consents
 from flows.steps.saved_instances import saved_instance_names
+from flows.steps.supervision import watch_supervision
 from open_connectors import OpenConnectorsError
 
 REAUTHORIZE_DEPLOYMENT_NAME = full_name(REAUTHORIZE_FLOW, REAUTHORIZE_DEPLOYMENT)
@@ -205,7 +206,7 @@ def _run_name() -> str:
     return f"verify-instances-{utc_now():%Y-%m-%d-%H%M}"
 
 
-@flow(name=VERIFY_FLOW, flow_run_name=_run_name)
+@flow(name=VERIFY_FLOW, flow_run_name=_run_name, on_running=[watch_supervision])
 async def verify_connector_instances(
     instance_blocks: list[InstanceBlockName] = [],  # noqa: B006 - the run form's default
     reauthorize_broken: bool = False,

@@ -65,7 +65,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-from prefect.exceptions import Abort
+from prefect.exceptions import Abort, PrefectHTTPStatusError
 from prefect.input import RunInput
 from prefect.input.run_input import keyset_from_paused_state
 from prefect.logging import get_logger
@@ -76,7 +76,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from blocks.prefect_client import prefect_client
 from flows.steps.hot_slots import HOT_WAIT_LIMIT, HotSlot, ensure_hot_wait_limit, hot_slot
-from flows.steps.supervision import Supervision, silence_unread_output
+from flows.steps.supervision import (
+    SUPERVISION_CHECK_SECONDS,
+    Supervision,
+    silence_unread_output,
+)
 from open_connectors import RunEndedWhileWaitingError
 
 try:  # Prefect's own way to end a run's process leaving its state as is; private, may move
@@ -100,9 +104,6 @@ RECHECKS = 10
 # While the event stream is connected, reads of the state are only a backstop for a
 # lost event: a resume wakes the run through the stream at once.
 STREAM_BACKSTOP_SECONDS = 15.0
-# How often a hot wait checks that the serving process or worker that started its process
-# is still there, and still reads its output: system calls, no request.
-SUPERVISION_CHECK_SECONDS = 1.0
 # States a run passes through before it waits, and its heartbeats: the stream first
 # replays the last minute, and these never end a wait. A resume is `Resuming`.
 _NOT_AN_END_OF_WAIT = ("heartbeat", "Scheduled", "Late", "Paused")
@@ -152,9 +153,12 @@ class HandedBack:
 
     Attributes:
         state: The run's state as this process last saw it.
+        explained: The wait said in the run's log where the run goes on (a resumed run
+            this process did not take).
     """
 
     state: State
+    explained: bool = False
 
     @property
     def suspended(self) -> bool:
@@ -281,17 +285,22 @@ async def _wait_suspended_in_process(
         if _cancelled(current):
             # The runner or worker ends this process and records the cancel.
             await slot.release()
+            await _forget_stored_answer(client, run.id, keyset)
             current = await _wait_for_the_cancel(client, run.id, sigterm=sigterm)
             return HandedBack(current.state or suspension.state)
         if current.state is not None and current.state.is_final():
             # Expired, or ended by someone else: nothing to propose.
             await slot.release()
+            await _forget_stored_answer(client, run.id, keyset)
             return HandedBack(current.state)
-        if not await _take_back(client, run.id, sigterm=sigterm):
-            get_run_logger().info(
-                "This process did not take the resumed run: it goes on elsewhere."
-            )
-            return suspension
+        assert current.state is not None  # `_resumed`
+        refused = await _take_back(client, run.id, resumed=current.state, sigterm=sigterm)
+        if refused is not None and refused.is_final():
+            # Cancelled as it was resumed (a deployment limit that cancels new runs).
+            await _forget_stored_answer(client, run.id, keyset)
+            return HandedBack(refused)
+        if refused is not None:
+            return HandedBack(suspension.state, explained=True)
         sigterm.taken_back = True
     return await form.aload(keyset, flow_run_id=run.id)
 
@@ -408,33 +417,85 @@ async def _wait_for_the_cancel(
 
 
 async def _take_back(
-    client: PrefectClient, flow_run_id: UUID, *, sigterm: _SigtermWhileWaiting | None = None
-) -> bool:
+    client: PrefectClient,
+    flow_run_id: UUID,
+    *,
+    resumed: State,
+    sigterm: _SigtermWhileWaiting | None = None,
+) -> State | None:
     """Claim the resumed run for this process, as a runner claims a scheduled run.
+
+    Returns:
+        None once this process holds the run (Running); else the run's state as far as
+        this process knows (`resumed`, or Prefect's answer to the claim), said in the
+        run's log.
 
     Prefect accepts Pending for one claimant only and aborts the others
     (`PreventPendingTransitions`). A claim that Prefect's client sent again after its
     answer was lost is answered with the run's state, this claim's Pending (Prefect's
     client gives each proposal a transition id, `PreventDuplicateTransitions`). Then
-    Running, from this process's own Pending.
+    Running, from this process's own Pending. A deployment whose concurrency limit is
+    full answers the claim with Scheduled (`AwaitingConcurrencySlot`), or Cancelled when
+    its limit cancels new runs (`SecureFlowConcurrencySlots`).
 
     Raises:
         RunEndedWhileWaitingError: The run was cancelled between the claim and its start.
     """
+    logger = get_run_logger()
     if sigterm is not None and (
         sigterm.received or sigterm.changes.end_requested or sigterm.changes.unsupervised()
     ):
-        return False  # stopping: the resumed run is for the next serving process or worker
+        logger.info(
+            "This process is stopping: the resumed run goes on in a new process, on "
+            "whichever serving process or worker is up."
+        )
+        return resumed
     try:
         state = await propose_state(client=client, state=Pending(), flow_run_id=flow_run_id)
     except Abort:
-        return False
+        logger.info("A runner or worker took the resumed run first: the run goes on there.")
+        return resumed
     if not state.is_pending():
-        return False
+        _log_claim_refused(state)
+        return state
     state = await propose_state(client=client, state=Running(), flow_run_id=flow_run_id)
     if not state.is_running():
         raise RunEndedWhileWaitingError(f"The run ended as it was resumed: {state.type.value}.")
-    return True
+    return None
+
+
+async def _forget_stored_answer(
+    client: PrefectClient, flow_run_id: UUID, keyset: dict[str, str]
+) -> None:
+    """Delete an answer stored for this wait that no process will read (best effort).
+
+    Prefect keeps run input in plain text; a run that ends here never reads it, and no
+    hook of the flow runs for an end Prefect's server decided alone.
+    """
+    try:
+        await client.delete_flow_run_input(flow_run_id, keyset["response"])
+    except Exception as exc:  # none stored (404), or Prefect unavailable: say which
+        if not (isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code == 404):
+            get_run_logger().warning(
+                "Could not delete the run's unread answer: %s", type(exc).__name__
+            )
+
+
+def _log_claim_refused(state: State) -> None:
+    """Say in the run's log why Prefect refused this process the resumed run (`state`)."""
+    logger = get_run_logger()
+    if state.is_scheduled():
+        # Prefect's rule for a deployment's concurrency limit when no slot is free.
+        logger.info(
+            "The deployment's concurrency limit has no free slot: Prefect scheduled the "
+            "resumed run again (%s); a runner or worker goes on with it, and its answer, "
+            "once a slot is free.",
+            state.name,
+        )
+    elif state.is_cancelled() or state.is_cancelling():
+        logger.warning("The run was cancelled as it was resumed: %s", state.message or state.name)
+    else:
+        logger.info("Prefect did not give this process the resumed run: it is %s.", state.name)
 
 
 def next_read_in(rechecks: int, *, connected_for: float | None, settings: HotWaitSettings) -> float:

@@ -122,9 +122,9 @@ async def wait_for_answer(
                 )
                 if isinstance(waited, HandedBack):
                     end_process(waited, run)
-                    if waited.suspended:
+                    if waited.suspended and not waited.explained:
                         _log_suspended(expires_at)
-                    else:
+                    elif not waited.suspended:
                         logger.info("The run ended while it waited (%s).", waited.state.type.value)
                     return None
                 answer = waited

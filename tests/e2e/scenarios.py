@@ -15,8 +15,11 @@ from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.client.schemas.objects import FlowRun
 
+from blocks import ConnectorInstance
+from flows.steps.parameters import block_name_for
 from tests.e2e.conftest import (
     SandboxAdmin,
     consent_redirect,
@@ -27,6 +30,7 @@ from tests.e2e.conftest import (
 from tooling.devstack.consent import deliver
 from tooling.devstack.runs import resume_with_answer, wait_for_final, wait_for_form
 from tooling.devstack.stack import LocalStack
+from tooling.sandbox.testing import API
 
 # How long one page of the receiver may take in these scenarios: it answers within its
 # `answer_within_seconds` (30 s), "still working" past it.
@@ -170,3 +174,54 @@ async def answers_after_a_server_restart(stack: LocalStack, names: list[str]) ->
         for final in finals:
             assert final.state is not None and final.state.is_completed(), final.state
         await assert_one_own_instance(SandboxAdmin(admin), runs, names)
+
+
+async def completes_when_its_supervisor_dies_mid_step(
+    client: PrefectClient, sandbox: httpx.AsyncClient, name: str, kill: Callable[[], None]
+) -> FlowRun:
+    """A run waiting hot is answered; while it waits for the platform's answer to its
+    instance's creation (held 6 s by the sandbox), `kill` ends what started its process.
+
+    The orphaned process must not die on its next console log (Rich's `SystemExit` into
+    a pipe nobody reads): it saves the instance's token and completes the run, and the
+    run's log says it went on unsupervised.
+    """
+    run = await start_authorization(name)
+    waiting, _ = await wait_for_form(client, run.id)
+    assert waiting.state is not None and waiting.state.name == "Paused"
+    rule = {
+        "method": "POST",
+        "path": f"{API}/instances",
+        "actions": [{"type": "commit_then_delay", "seconds": 6}],
+    }
+    assert (await sandbox.post("/_sandbox/faults", json=rule)).status_code == 201
+    try:
+        async with httpx.AsyncClient(timeout=CALLBACK_TIMEOUT) as browser:
+            page = await deliver(await consent_redirect(client, run), client=browser)
+        assert page.status_code == 200, page.text
+        deadline = time.monotonic() + 60
+        while not [
+            i
+            for i in (await sandbox.get("/_sandbox/instances")).json()
+            if run_tag(run.id) in i["tags"]
+        ]:
+            assert time.monotonic() < deadline, "the instance was never created"
+            await asyncio.sleep(0.1)
+        kill()  # the instance exists; its answer is held: the process is mid-step
+        final = await wait_for_final(client, run.id, timeout=60)
+    finally:
+        await sandbox.delete("/_sandbox/faults")
+    assert final.state is not None and final.state.is_completed(), final.state
+    saved = await ConnectorInstance.aload(block_name_for(name))
+    assert saved.token.get_secret_value()
+    only_its = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
+    deadline = time.monotonic() + 10  # the run's last log lines are sent in batches
+    while True:
+        said = [log.message for log in await client.read_logs(log_filter=only_its)]
+        if any("is gone: a cancel no longer reaches" in line for line in said):
+            break
+        assert time.monotonic() < deadline, said
+        await asyncio.sleep(0.5)
+    instances = (await sandbox.get("/_sandbox/instances")).json()
+    assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
+    return final

@@ -28,6 +28,7 @@ from blocks import ConnectorInstance
 from flows.steps.hot_slots import HOT_WAIT_LIMIT
 from tests.e2e.conftest import consent_redirect, run_tag, start_authorization
 from tests.e2e.leak_audit import LeakAudit
+from tests.e2e.scenarios import completes_when_its_supervisor_dies_mid_step
 from tooling.devstack.consent import deliver
 from tooling.devstack.proctree import children, command_line, flow_run_processes
 from tooling.devstack.runs import wait_for_final, wait_for_form
@@ -114,9 +115,7 @@ async def test_an_answer_inside_the_window_completes_without_a_new_process(
         # The waiting process was forked from the serving process's fork server (warm),
         # not started as a new interpreter.
         (serving,) = hot_stack.serving
-        (fork_server,) = [
-            pid for pid in children(serving.pid) if b"forkserver" in command_line(pid)
-        ]
+        (fork_server,) = _fork_servers(serving.pid)
         (waiting_process,) = flow_run_processes(serving.pid)
         assert waiting_process in children(fork_server)
         await answer_through_receiver(await consent_redirect(prefect, run))
@@ -412,6 +411,78 @@ async def test_a_hot_wait_whose_serving_process_is_gone_is_completed_by_the_next
     async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
         instances = (await http.get("/_sandbox/instances")).json()
     assert len([i for i in instances if run_tag(run.id) in i["tags"]]) == 1
+
+
+async def test_a_hot_wait_outlives_its_fork_server_killed_alone(hot_stack: LocalStack) -> None:
+    # An out-of-memory kill may pick the fork server, the parent of every run's process.
+    # The run waiting hot goes on in its process: not reported Crashed by the serving
+    # process (multiprocessing alone reads its child as ended, code 255), it takes the
+    # answer back itself and completes, once; the next run starts from a new fork server.
+    async with get_client() as prefect:
+        await wait_for_free_hot_slots(prefect)
+        run = await start_authorization("Fork server lost ERP")
+        waiting, _ = await wait_for_form(prefect, run.id)
+        assert waiting.state is not None and waiting.state.name == "Paused"
+        (serving,) = [process for process in hot_stack.serving if process.is_running()]
+        waiting_process = await _the_only_flow_run_process(serving.pid)
+        (fork_server,) = _fork_servers(serving.pid)
+        os.kill(fork_server, signal.SIGKILL)
+        await asyncio.sleep(2)  # the serving process would have reported the crash by now
+        assert os.path.exists(f"/proc/{waiting_process}")
+        names = await state_names(prefect, run.id)
+        assert not {"Crashed", "Cancelling", "Cancelled"} & set(names), names
+        await answer_through_receiver(await consent_redirect(prefect, run))
+        final = await wait_for_final(prefect, run.id, timeout=60)
+        assert final.state is not None and final.state.is_completed(), final.state
+        names = await state_names(prefect, run.id)
+        resumed = names[names.index("Resuming") + 1 :]
+        assert resumed[:2] == ["Pending", "Running"] and "Submitting" not in resumed, names
+        assert "Crashed" not in names, names
+        # The next run's process comes from a new fork server.
+        after = await start_authorization("After the fork server ERP")
+        await wait_for_form(prefect, after.id)
+        (new_fork_server,) = _fork_servers(serving.pid)
+        assert new_fork_server != fork_server
+        await answer_through_receiver(await consent_redirect(prefect, after))
+        final = await wait_for_final(prefect, after.id, timeout=60)
+        assert final.state is not None and final.state.is_completed(), final.state
+    async with httpx.AsyncClient(base_url=hot_stack.sandbox.url) as http:
+        instances = (await http.get("/_sandbox/instances")).json()
+    for each in (run, after):
+        assert len([i for i in instances if run_tag(each.id) in i["tags"]]) == 1
+
+
+async def test_a_run_whose_serving_process_dies_mid_step_still_completes(
+    hot_stack: LocalStack,
+) -> None:
+    # SIGKILL to the serving process alone (an out-of-memory kill) while the answered run
+    # waits for the platform's answer to its instance's creation: the run goes on and
+    # completes, and its log says nobody supervises it any more. (A serving process's
+    # runs write where it writes, not into a pipe it reads: `test_workers.py` has the
+    # pipe a worker's death breaks.)
+    async with (
+        get_client() as prefect,
+        httpx.AsyncClient(base_url=hot_stack.sandbox.url) as sandbox,
+    ):
+        await wait_for_free_hot_slots(prefect)
+        (serving,) = [process for process in hot_stack.serving if process.is_running()]
+
+        def kill_serving_alone() -> None:
+            os.kill(serving.pid, signal.SIGKILL)
+            serving.popen.wait(timeout=60)
+
+        try:
+            await completes_when_its_supervisor_dies_mid_step(
+                prefect, sandbox, "Serving lost mid-step ERP", kill_serving_alone
+            )
+        finally:
+            serving.stop()
+            hot_stack.start_serving("serve-after-mid-step")
+
+
+def _fork_servers(serving_pid: int) -> list[int]:
+    """The serving process's fork servers (one while it serves with the fork server)."""
+    return [pid for pid in children(serving_pid) if b"forkserver" in command_line(pid)]
 
 
 async def _the_only_flow_run_process(serving_pid: int) -> int:

@@ -25,7 +25,11 @@ from tests.e2e.conftest import (
     start_authorization,
 )
 from tests.e2e.leak_audit import LeakAudit
-from tests.e2e.scenarios import state_names, suspend_and_resume
+from tests.e2e.scenarios import (
+    completes_when_its_supervisor_dies_mid_step,
+    state_names,
+    suspend_and_resume,
+)
 from tooling.devstack.consent import deliver
 from tooling.devstack.processes import ManagedProcess
 from tooling.devstack.proctree import process_tree
@@ -134,6 +138,28 @@ async def test_a_run_waiting_hot_when_its_worker_alone_is_killed_completes_on_an
         first.popen.wait(timeout=DOCKER_STOP_SECONDS)
 
     await _hot_wait_outlives_its_worker(stack, "Worker orphan ERP", kill_worker_alone)
+
+
+@pytest.mark.timeout(600)
+async def test_a_run_whose_worker_alone_dies_mid_step_still_completes(
+    stack: LocalStack,
+) -> None:
+    # SIGKILL to the worker's pid only while the answered run waits for the platform's
+    # answer to its instance's creation. The worker read the run's output through pipes:
+    # the run's next console log would end its process (Rich's SystemExit), between the
+    # instance's creation and its token's save. It goes on and completes instead.
+    for earlier in stack.workers:
+        earlier.stop()
+    first = stack.start_worker("worker-mid-step", environment=HOT)
+
+    def kill_worker_alone() -> None:
+        os.kill(first.pid, signal.SIGKILL)
+        first.popen.wait(timeout=DOCKER_STOP_SECONDS)
+
+    async with get_client() as client, httpx.AsyncClient(base_url=stack.sandbox.url) as sandbox:
+        await completes_when_its_supervisor_dies_mid_step(
+            client, sandbox, "Worker lost mid-step ERP", kill_worker_alone
+        )
 
 
 async def _hot_wait_outlives_its_worker(

@@ -22,7 +22,12 @@ import httpx
 import pytest
 from prefect import flow
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import (
+    ConcurrencyLimitStrategy,
+    ConcurrencyOptions,
+    FlowRun,
+    StateType,
+)
 from prefect.exceptions import Abort, ObjectNotFound, PrefectHTTPStatusError
 from prefect.states import Cancelling, Pending, Running
 from prefect.utilities.engine import propose_state
@@ -168,7 +173,9 @@ async def test_a_resumed_run_is_taken_by_exactly_one_process(
         await prefect.resume_flow_run(running.id, run_input={"code": "c0de"})
         runner_claim = await propose_state(prefect, Pending(), flow_run_id=running.id)
         assert runner_claim.is_pending()
-        assert not await hot_wait._take_back(prefect, running.id)
+        resumed = (await prefect.read_flow_run(running.id)).state
+        assert resumed is not None
+        assert await hot_wait._take_back(prefect, running.id, resumed=resumed) is not None
         current = await prefect.read_flow_run(running.id)
         assert current.state is not None and current.state.type is StateType.PENDING
         return
@@ -182,11 +189,75 @@ async def test_a_resumed_run_is_taken_by_exactly_one_process(
     with monkeypatch.context() as same_request:
         same_request.setattr(uuid, "uuid4", lambda: next(ids, None) or real_uuid4())
         assert (await propose_state(prefect, Pending(), flow_run_id=running.id)).is_pending()
-        assert await hot_wait._take_back(prefect, running.id)
+        resumed = (await prefect.read_flow_run(running.id)).state
+        assert resumed is not None
+        assert await hot_wait._take_back(prefect, running.id, resumed=resumed) is None
     assert (await prefect.read_flow_run(running.id)).state.is_running()  # type: ignore[union-attr]
     # A runner after it finds the run taken.
     with pytest.raises(Abort, match="RUNNING"):
         await propose_state(prefect, Pending(), flow_run_id=running.id)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "left_in", "says", "answer_kept"),
+    [
+        (
+            ConcurrencyLimitStrategy.ENQUEUE,
+            StateType.SCHEDULED,
+            "concurrency limit has no free",
+            True,
+        ),
+        (
+            ConcurrencyLimitStrategy.CANCEL_NEW,
+            StateType.CANCELLED,
+            "cancelled as it was resumed",
+            False,
+        ),
+    ],
+)
+async def test_a_claim_refused_for_the_deployments_concurrency_limit_says_so(
+    prefect: PrefectClient,
+    caplog: pytest.LogCaptureFixture,
+    strategy: ConcurrencyLimitStrategy,
+    left_in: StateType,
+    says: str,
+    answer_kept: bool,
+) -> None:
+    # The deployment's only slot is taken by another of its runs when the answered run
+    # is claimed: Prefect refuses the claim (Scheduled to wait for a slot, or Cancelled),
+    # and the run's log says so, not that the run waits suspended. A run that ends there
+    # never reads its answer: the code is not left stored in plain text.
+    flow_id = await prefect.create_flow(hot_wait_flow)
+    deployment_id = await prefect.create_deployment(
+        flow_id,
+        f"limited-{uuid4().hex[:8]}",
+        concurrency_limit=1,
+        concurrency_options=ConcurrencyOptions(collision_strategy=strategy),
+    )
+    answered = await prefect.create_flow_run_from_deployment(deployment_id)
+    await prefect.set_flow_run_state(answered.id, Pending(), force=True)  # holds no slot
+    await prefect.set_flow_run_state(answered.id, Running(), force=True)
+    answered = await prefect.read_flow_run(answered.id)
+    with caplog.at_level(logging.INFO, logger="hot-wait-test"):
+        waiting = wait(answered, Slot())
+        await until_suspended(prefect, answered.id)
+        occupant = await prefect.create_flow_run_from_deployment(deployment_id)
+        assert (await propose_state(prefect, Pending(), flow_run_id=occupant.id)).is_pending()
+        await prefect.resume_flow_run(answered.id, run_input={"code": "c0de"})
+        left = await asyncio.wait_for(waiting, 30)
+    assert isinstance(left, HandedBack), left
+    state = (await prefect.read_flow_run(answered.id)).state
+    assert state is not None and state.type is left_in, state
+    assert left.suspended is answer_kept and left.explained is answer_kept
+    said = [record.getMessage() for record in caplog.records if record.name == "hot-wait-test"]
+    assert [line for line in said if says in line], said
+    assert not [line for line in said if "elsewhere" in line or "took the resumed" in line]
+    keyset = hot_wait._hot_keyset(KEY)
+    try:
+        stored = await prefect.read_flow_run_input(answered.id, keyset["response"])
+    except (ObjectNotFound, PrefectHTTPStatusError):
+        stored = None
+    assert (stored is not None) is answer_kept, stored
 
 
 @pytest.mark.parametrize("force", [False, True])
