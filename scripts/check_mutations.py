@@ -173,8 +173,8 @@ MUTATIONS = [
     (
         "a resumed run taken by two processes",
         "flows/steps/hot_wait.py",
-        "    except Abort:\n        return False",
-        "    except Abort:\n        return True",
+        'the run goes on there.")\n        return resumed',
+        'the run goes on there.")\n        return None',
         "tests/unit/test_tasks_hot_wait.py",
     ),
     (
@@ -223,10 +223,66 @@ MUTATIONS = [
     (
         "a busy database's refusal asked again soon many times over, never Prefect's back-off",
         "blocks/prefect_client.py",
-        "    _refusals[response.request] = refusals + 1",
-        "    _refusals[response.request] = 0",
+        "    refusals = _refusals.get(response.request, 0) + 1",
+        "    refusals = 1",
         "tests/unit/test_prefect_client.py::"
         "test_a_database_that_stays_busy_gets_prefects_back_off_after_the_quick_retries",
+    ),
+    (
+        "quick re-asks that add to a burst of busy refusals",
+        "blocks/prefect_client.py",
+        "    elif refusals <= len(QUICK_RETRY_SECONDS) and not burst:",
+        "    elif refusals <= len(QUICK_RETRY_SECONDS):",
+        "tests/unit/test_prefect_client.py::"
+        "test_under_a_burst_of_refusals_every_request_keeps_prefects_back_off",
+    ),
+    (
+        "a busy database's last refusal given back only after Prefect's sleep",
+        "blocks/prefect_client.py",
+        '        response.headers["Retry-After"] = "0"  # the last attempt: '
+        "give the refusal back now",
+        "        pass",
+        "tests/unit/test_prefect_client.py::"
+        "test_a_database_that_stays_busy_gets_prefects_back_off_after_the_quick_retries",
+    ),
+    (
+        "a run read as ended when its fork server is killed",
+        "deployments/fork_server_children.py",
+        "            self._pidfd = pidfd_open(self.pid)",
+        "            self._pidfd = None",
+        "tests/unit/test_fork_server.py::"
+        "test_a_run_outlives_a_killed_fork_server_and_is_not_read_as_ended[orphan-to-init]",
+    ),
+    (
+        "a flow that does not watch over its process",
+        "flows/authenticate.py",
+        "    on_running=[watch_supervision],",
+        "    on_running=[],",
+        "tests/unit/test_supervision.py::test_every_deployed_flow_watches_its_supervision",
+    ),
+    (
+        "a console log into a dead pipe that ends the run",
+        "flows/steps/supervision.py",
+        "        handler.console.on_broken_pipe = _orphaned_by_a_console_log",
+        "        pass  #",
+        "tests/unit/test_supervision.py::test_a_console_log_into_a_dead_pipe_does_not_end_the_run",
+    ),
+    (
+        "a run cancelled as it was resumed keeps its code stored",
+        "flows/steps/hot_wait.py",
+        "            # Cancelled as it was resumed (a deployment limit that cancels new runs).\n"
+        "            await _forget_stored_answer(client, run.id, keyset)",
+        "            pass",
+        "tests/unit/test_tasks_hot_wait.py::"
+        "test_a_claim_refused_for_the_deployments_concurrency_limit_says_so",
+    ),
+    (
+        "a claim refused for the deployment's concurrency limit not said in the run's log",
+        "flows/steps/hot_wait.py",
+        "        _log_claim_refused(state)",
+        "        pass",
+        "tests/unit/test_tasks_hot_wait.py::"
+        "test_a_claim_refused_for_the_deployments_concurrency_limit_says_so",
     ),
 ]
 
