@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import typing
+from pathlib import Path
 
 import cloudpickle
 import pytest
@@ -103,7 +104,9 @@ def test_the_fork_server_outlives_a_group_sigterm_and_its_runs_do_not_ignore_one
 
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds are Linux's")
 @pytest.mark.parametrize("adopted", [False, True], ids=["orphan-to-init", "orphan-to-us"])
-def test_a_run_outlives_a_killed_fork_server_and_is_not_read_as_ended(adopted: bool) -> None:
+def test_a_run_outlives_a_killed_fork_server_and_is_not_read_as_ended(
+    adopted: bool, tmp_path: Path
+) -> None:
     # An out-of-memory kill may pick the fork server (a SIGKILL cannot be ignored). Its
     # forked runs live on; multiprocessing alone would read each as ended at once (255),
     # and Prefect's runner would report the run Crashed while it goes on. Followed by its
@@ -155,8 +158,15 @@ def test_a_run_outlives_a_killed_fork_server_and_is_not_read_as_ended(adopted: b
         "assert fs._forkserver._forkserver_pid != server\n"
         "print('ok')\n"
     )
+    # The killed fork server leaves its temporary directory: in this test's, not /tmp.
+    environment = {**os.environ, "TMPDIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=environment,
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
     assert "The fork server ended unexpectedly" in done.stderr
