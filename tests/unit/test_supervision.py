@@ -147,7 +147,8 @@ def test_a_run_forked_by_the_fork_server_sees_its_runner_gone(tmp_path: Path) ->
     ran = subprocess.run(
         [sys.executable, str(script), str(seen)],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        # The runner's end leaves the fork server's temporary directory: in this test's.
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "TMPDIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,
